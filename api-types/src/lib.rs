@@ -1,0 +1,25 @@
+//! Kubernetes API types and the pure logic that both the API server and its clients need.
+//!
+//! A tour of the modules:
+//! - [`registry`]: every resource rkube serves — group, version, kind, plural, short names,
+//!   scope, subresources — and the lookups the API server and `rctl` make on it.
+//! - [`labels`]: label selectors, parsed from the `labelSelector` query string or built from a
+//!   `metav1.LabelSelector`, and matched against an object's labels.
+//! - [`fields`]: field selectors (`spec.nodeName=n1,status.phase!=Running`).
+//! - [`quantity`]: resource quantities (`500m`, `128Mi`, `1.5Gi`) parsed to exact values.
+//! - [`names`]: DNS-1123 and qualified-name validation with upstream's error messages.
+//! - [`schema`]: the OpenAPI definitions of the served kinds, generated from the k8s-openapi
+//!   types, with the strategic-merge-patch extensions added.
+//! - [`strategic_merge`]: applying a strategic merge patch using those definitions.
+//!
+//! Nothing here does I/O.
+
+pub use k8s_openapi;
+
+pub mod fields;
+pub mod labels;
+pub mod names;
+pub mod quantity;
+pub mod registry;
+pub mod schema;
+pub mod strategic_merge;

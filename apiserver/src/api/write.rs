@@ -1,0 +1,984 @@
+//! create, update, patch, delete and deletecollection, and the `status`, `scale`, `binding`
+//! and `eviction` subresources.
+//!
+//! Every write ends in one guarded etcd transaction. Updates and patches read the current
+//! object, compute the new one with pure functions, and write it only if the object is still
+//! at the revision read (retrying patches and unconditional updates on a race, answering 409
+//! when the client named a resourceVersion).
+
+use api_types::registry::{KindVisitor, ResourceInfo, split_api_version, visit_kind};
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use serde_json::{Map, Value, json};
+
+use super::decode::{self, FieldValidation};
+use super::{Api, Body, json_response, with_warnings};
+use crate::admission::{FieldError, defaults, validation};
+use crate::error::Error;
+use crate::object::{self, metadata_mut};
+use crate::request::{Query, ResourceRequest};
+use crate::storage::{Kv, StorageError};
+
+/// How many times a patch or unconditional update retries after losing a race.
+const MAX_RETRIES: usize = 8;
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn has_status(resource: &ResourceInfo) -> bool {
+    resource.has_subresource("status")
+}
+
+/// What a decoded body turned into, with the warnings to send back.
+struct Decoded {
+    obj: Value,
+    warnings: Vec<String>,
+}
+
+impl Api {
+    /// Decodes a body for `kind` (defaulting `apiVersion`/`kind` from the URL when absent and
+    /// refusing others), applying `fieldValidation`.
+    fn decode_body(&self, resource: &ResourceInfo, kind: &str, api_version: &str, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Decoded, Error> {
+        let validation = FieldValidation::parse(query.get("fieldValidation"))?;
+        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let format = decode::body_format(content_type)?;
+        let (mut obj, duplicates) = decode::parse(format, body)?;
+        if !obj.is_object() {
+            return Err(Error::BadRequest("the request body must be a JSON or YAML object".into()));
+        }
+        match (obj["apiVersion"].as_str(), obj["kind"].as_str()) {
+            (Some(v), Some(k)) if v == api_version && k == kind => {}
+            (None | Some(""), None | Some("")) => {
+                obj["apiVersion"] = api_version.into();
+                obj["kind"] = kind.into();
+            }
+            (v, k) => {
+                return Err(Error::BadRequest(format!(
+                    "the API version in the data ({}) does not match the expected API version ({api_version}) \
+                     or the kind in the data ({}) does not match the expected kind ({kind})",
+                    v.unwrap_or_default(),
+                    k.unwrap_or_default()
+                )));
+            }
+        }
+        let (group, _) = split_api_version(api_version);
+        let (typed, unknown) = decode::typed_round_trip(group, kind, &obj)?;
+        let warnings = decode::field_problems(validation, &unknown, &duplicates)?;
+        let _ = resource;
+        Ok(Decoded { obj: typed, warnings })
+    }
+
+    pub(super) async fn create(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+        match req.subresource.as_deref() {
+            Some("binding") => return self.bind(req, query, headers, body).await,
+            Some("eviction") => return self.evict(req, query, headers, body).await,
+            Some(_) | None if req.name.is_some() && req.subresource.is_none() => {
+                return Err(Error::MethodNotAllowed("POST is not allowed on a named resource".into()));
+            }
+            Some(_) => return Err(Error::MethodNotAllowed("POST is not supported for this subresource".into())),
+            None => {}
+        }
+        let resource = req.resource;
+        let Decoded { mut obj, warnings } = self.decode_body(resource, resource.kind, &resource.api_version(), query, headers, &body)?;
+        let namespace = self.namespace_for(req, &obj)?;
+        let meta = metadata_mut(&mut obj);
+        if let Some(ns) = &namespace {
+            meta.insert("namespace".into(), ns.clone().into());
+        } else {
+            meta.remove("namespace");
+        }
+        if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            match meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                Some(prefix) => {
+                    let name = api_types::names::generate_name(prefix, || rand::random::<u32>());
+                    meta.insert("name".into(), name.into());
+                }
+                None => {
+                    return Err(Error::invalid(resource, "", vec![FieldError::required("metadata.name", "name or generateName is required")]));
+                }
+            }
+        }
+        prepare_for_create(resource, &mut obj);
+        self.admit(resource, &mut obj, None)?;
+        if let Some(ns) = &namespace {
+            self.check_namespace_open(resource, ns).await?;
+        }
+        let name = object::name(&obj).to_string();
+        let key = self.key(resource, namespace.as_deref(), &name);
+        let generated = object::str_at(&obj, "/metadata/generateName").is_some() && query.value("dryRun").is_none();
+        for attempt in 0.. {
+            let mut candidate = obj.clone();
+            let extra = self.allocate(resource, &mut candidate, None)?;
+            if query.dry_run()? {
+                return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
+            }
+            match self.store.create(&key, object::encode_for_storage(&candidate), &extra).await {
+                Ok(rev) => {
+                    object::set_resource_version(&mut candidate, rev);
+                    return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
+                }
+                Err(StorageError::AlreadyExists) if generated && attempt < MAX_RETRIES => {
+                    let prefix = object::str_at(&obj, "/metadata/generateName").unwrap_or_default().to_string();
+                    let fresh = api_types::names::generate_name(&prefix, || rand::random::<u32>());
+                    return Box::pin(self.create_renamed(req, query, headers, body, fresh)).await;
+                }
+                Err(StorageError::AlreadyExists) => return Err(Error::already_exists(resource, &name)),
+                Err(StorageError::KeyTaken(k)) => {
+                    if let Some(e) = self.allocation_conflict(resource, &name, &obj, &k) {
+                        return Err(e);
+                    }
+                    if attempt >= MAX_RETRIES * 4 {
+                        return Err(Error::Internal("could not allocate a free ClusterIP or NodePort".into()));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the loop only ends by returning")
+    }
+
+    /// A generateName collision: retry once with a fresh name (upstream retries in the client;
+    /// doing it here keeps kubectl create --generate-name reliable).
+    async fn create_renamed(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes, name: String) -> Result<Response<Body>, Error> {
+        let mut value: Value = serde_json::from_slice(&body).map_err(|e| Error::BadRequest(e.to_string()))?;
+        metadata_mut(&mut value).insert("name".into(), name.into());
+        let body = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        let mut headers = headers.clone();
+        headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        self.create(req, query, &headers, body).await
+    }
+
+    /// The namespace an object is created in: the URL's, which the body may repeat but not
+    /// contradict.
+    fn namespace_for(&self, req: &ResourceRequest, obj: &Value) -> Result<Option<String>, Error> {
+        if !req.resource.namespaced {
+            return Ok(None);
+        }
+        let url_ns = req.namespace.clone().ok_or_else(|| {
+            Error::BadRequest("the server could not find the requested resource: a namespace is required".into())
+        })?;
+        match object::namespace(obj) {
+            Some(ns) if ns != url_ns => Err(Error::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            )),
+            _ => Ok(Some(url_ns)),
+        }
+    }
+
+    /// Defaulting and validation (`old` on update).
+    fn admit(&self, resource: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<(), Error> {
+        defaults::apply_defaults(resource.group, resource.kind, obj)
+            .map_err(|e| Error::BadRequest(format!("defaulting: {e}")))?;
+        let errors = validation::validate(resource.group, resource.kind, obj, old);
+        if errors.is_empty() { Ok(()) } else { Err(Error::invalid(resource, object::name(obj), errors)) }
+    }
+
+    /// Namespace lifecycle: no new objects in a namespace that does not exist or is terminating.
+    async fn check_namespace_open(&self, resource: &ResourceInfo, ns: &str) -> Result<(), Error> {
+        let namespaces = api_types::registry::by_plural("", "v1", "namespaces").ok_or(Error::PathNotFound)?;
+        let key = self.key(namespaces, None, ns);
+        let found = match self.cache(namespaces).get(&key) {
+            Some(o) => Some(o.value.clone()),
+            None => match self.store.get(&key).await?.0 {
+                Some(kv) => serde_json::from_slice::<Value>(&kv.value).ok(),
+                None => None,
+            },
+        };
+        let ns_obj = found.ok_or_else(|| Error::not_found(namespaces, ns))?;
+        let terminating = ns_obj.pointer("/metadata/deletionTimestamp").is_some()
+            || object::str_at(&ns_obj, "/status/phase") == Some("Terminating");
+        if terminating && resource.plural != "events" {
+            return Err(Error::Forbidden(format!(
+                "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                resource.group_resource()
+            )));
+        }
+        Ok(())
+    }
+
+    /// ClusterIP/NodePort claims for a Service (nothing for other kinds).
+    fn allocate(&self, resource: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        if resource.group != "" || resource.plural != "services" {
+            return Ok(Vec::new());
+        }
+        let owner = format!("{}/{}", object::namespace(obj).unwrap_or_default(), object::name(obj));
+        self.allocator
+            .allocate(obj, old, &owner)
+            .map(|a| a.keys)
+            .map_err(|errors| Error::invalid(resource, object::name(obj), errors))
+    }
+
+    /// A claim that failed: a user-chosen IP or port is a 422; a random one is retried (None).
+    fn allocation_conflict(&self, resource: &ResourceInfo, name: &str, requested: &Value, key: &str) -> Option<Error> {
+        let value = key.rsplit('/').next().unwrap_or_default();
+        if self.allocator.is_ip_key(key) {
+            let asked = object::str_at(requested, "/spec/clusterIP").is_some_and(|ip| ip == value);
+            return asked.then(|| {
+                Error::invalid(resource, name, vec![FieldError::invalid("spec.clusterIPs", value, "failed to allocate IP: provided IP is already allocated")])
+            });
+        }
+        let asked = requested["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .position(|p| p["nodePort"].as_i64().map(|n| n.to_string()).as_deref() == Some(value));
+        asked.map(|i| {
+            Error::invalid(resource, name, vec![FieldError::invalid_raw(format!("spec.ports[{i}].nodePort"), value, "provided port is already allocated")])
+        })
+    }
+
+    async fn read_current(&self, req: &ResourceRequest) -> Result<(String, Kv, Value), Error> {
+        let name = req.name.as_deref().unwrap_or_default();
+        let key = self.key(req.resource, req.namespace.as_deref(), name);
+        let kv = self.store.get(&key).await?.0.ok_or_else(|| Error::not_found(req.resource, name))?;
+        let value = object::decode_from_storage(&kv.value, kv.mod_revision)
+            .map_err(|e| Error::Internal(format!("stored object {key} is not valid JSON: {e}")))?;
+        Ok((key, kv, value))
+    }
+
+    pub(super) async fn update(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+        let resource = req.resource;
+        if req.subresource.as_deref() == Some("scale") {
+            let Decoded { obj, warnings } = self.decode_body(resource, "Scale", "autoscaling/v1", query, headers, &body)?;
+            let resp = self.write_scale(req, query, obj).await?;
+            return Ok(with_warnings(resp, &warnings));
+        }
+        let Decoded { obj, warnings } = self.decode_body(resource, resource.kind, &resource.api_version(), query, headers, &body)?;
+        let name = req.name.as_deref().unwrap_or_default();
+        if object::name(&obj) != name {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                object::name(&obj)
+            )));
+        }
+        self.namespace_for(req, &obj)?;
+        let precondition = object::resource_version(&obj).map(|rv| rv.parse::<i64>()).transpose().map_err(|_| {
+            Error::BadRequest(format!("invalid resourceVersion {:?}", object::resource_version(&obj)))
+        })?;
+        let resp = self.guaranteed_update(req, query, precondition, |_current| Ok(obj.clone())).await?;
+        Ok(with_warnings(resp, &warnings))
+    }
+
+    pub(super) async fn patch(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+        let resource = req.resource;
+        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let media = content_type.split(';').next().unwrap_or_default().trim().to_string();
+        let patch: Value = match media.as_str() {
+            "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                serde_json::from_slice(&body).map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?
+            }
+            _ => {
+                return Err(Error::UnsupportedMediaType(
+                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".into(),
+                ));
+            }
+        };
+        let validation = FieldValidation::parse(query.get("fieldValidation"))?;
+        let scale = req.subresource.as_deref() == Some("scale");
+        let precondition = patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(|rv| rv.parse::<i64>().map_err(|_| Error::BadRequest(format!("invalid resourceVersion {rv:?}"))))
+            .transpose()?;
+        let warnings = std::sync::Mutex::new(Vec::new());
+        let definitions = self.definitions.clone();
+        let apply = |current: &Value| -> Result<Value, Error> {
+            let (group, kind, original) = if scale {
+                ("autoscaling", "Scale", scale_of(resource, current))
+            } else {
+                (resource.group, resource.kind, current.clone())
+            };
+            let patched = match media.as_str() {
+                "application/json-patch+json" => {
+                    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                        .map_err(|e| Error::BadRequest(format!("invalid JSON patch: {e}")))?;
+                    let mut doc = original;
+                    json_patch::patch(&mut doc, &ops).map_err(|e| Error::Unprocessable(format!("the JSON patch could not be applied: {e}")))?;
+                    doc
+                }
+                "application/merge-patch+json" => {
+                    let mut doc = original;
+                    json_patch::merge(&mut doc, &patch);
+                    doc
+                }
+                _ => {
+                    let type_name = schema_name(group, kind).unwrap_or_default();
+                    api_types::strategic_merge::apply(&original, &patch, &definitions, &type_name)
+                        .map_err(|e| Error::BadRequest(format!("the strategic merge patch could not be applied: {e}")))?
+                }
+            };
+            let (typed, unknown) = decode::typed_round_trip(group, kind, &patched)?;
+            let found = decode::field_problems(validation, &unknown, &[])?;
+            if let Ok(mut w) = warnings.lock() {
+                *w = found;
+            }
+            if scale { Ok(with_replicas(current, &typed)) } else { Ok(typed) }
+        };
+        let resp = if scale {
+            let mut sub = req.clone();
+            sub.subresource = None;
+            let resp = self.guaranteed_update(&sub, query, precondition, apply).await?;
+            rescale_response(resource, resp).await
+        } else {
+            self.guaranteed_update(req, query, precondition, apply).await?
+        };
+        let warnings = warnings.into_inner().unwrap_or_default();
+        Ok(with_warnings(resp, &warnings))
+    }
+
+    /// Reads the object, computes the new one with `change`, admits it and writes it if the
+    /// object is unchanged since the read; retries on a race unless `precondition` names the
+    /// resourceVersion the client expects.
+    async fn guaranteed_update(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        precondition: Option<i64>,
+        change: impl Fn(&Value) -> Result<Value, Error>,
+    ) -> Result<Response<Body>, Error> {
+        let resource = req.resource;
+        let name = req.name.as_deref().unwrap_or_default();
+        for _ in 0..MAX_RETRIES {
+            let (key, kv, current) = self.read_current(req).await?;
+            if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+                return Err(Error::conflict(resource, name));
+            }
+            let requested = change(&current)?;
+            let mut next = merge_for_update(resource, req.subresource.as_deref(), &current, requested);
+            prepare_for_update(resource, &current, &mut next);
+            self.admit(resource, &mut next, Some(&current))?;
+            if same_object(&current, &next) {
+                return Ok(json_response(StatusCode::OK, &current));
+            }
+            let extra = self.allocate(resource, &mut next, Some(&current))?;
+            let released = if resource.plural == "services" && resource.group.is_empty() {
+                self.allocator.released(&current, Some(&next))
+            } else {
+                Vec::new()
+            };
+            if query.dry_run()? {
+                return Ok(json_response(StatusCode::OK, &next));
+            }
+            // A terminating object whose last finalizer went is deleted, not updated.
+            if is_finalized(&next) {
+                let released = self.released_on_delete(resource, &current);
+                return match self.store.delete(&key, kv.mod_revision, &released).await {
+                    Ok(_) => Ok(json_response(StatusCode::OK, &next)),
+                    Err(StorageError::Conflict) if precondition.is_none() => continue,
+                    Err(StorageError::Conflict) => Err(Error::conflict(resource, name)),
+                    Err(StorageError::NotFound) => Err(Error::not_found(resource, name)),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            match self.store.update(&key, object::encode_for_storage(&next), kv.mod_revision, &extra, &released).await {
+                Ok(rev) => {
+                    object::set_resource_version(&mut next, rev);
+                    return Ok(json_response(StatusCode::OK, &next));
+                }
+                Err(StorageError::Conflict) if precondition.is_none() => continue,
+                Err(StorageError::Conflict) => return Err(Error::conflict(resource, name)),
+                Err(StorageError::NotFound) => return Err(Error::not_found(resource, name)),
+                Err(StorageError::KeyTaken(k)) => {
+                    if let Some(e) = self.allocation_conflict(resource, name, &next, &k) {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::conflict(resource, name))
+    }
+
+    fn released_on_delete(&self, resource: &ResourceInfo, obj: &Value) -> Vec<String> {
+        if resource.group.is_empty() && resource.plural == "services" {
+            self.allocator.released(obj, None)
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub(super) async fn delete(&self, req: &ResourceRequest, query: &Query, body: Bytes) -> Result<Response<Body>, Error> {
+        let options = DeleteOptions::parse(query, &body)?;
+        let (code, obj) = self.delete_one(req, query, &options).await?;
+        Ok(json_response(code, &obj))
+    }
+
+    async fn delete_one(&self, req: &ResourceRequest, query: &Query, options: &DeleteOptions) -> Result<(StatusCode, Value), Error> {
+        let resource = req.resource;
+        let name = req.name.as_deref().unwrap_or_default();
+        let dry_run = query.dry_run()? || options.dry_run;
+        for _ in 0..MAX_RETRIES {
+            let (key, kv, current) = self.read_current(req).await?;
+            options.check_preconditions(resource, name, &current)?;
+            let plan = plan_delete(resource, &current, options, &now_rfc3339());
+            if dry_run {
+                return Ok((StatusCode::OK, current));
+            }
+            let result = match &plan {
+                DeletePlan::Now => {
+                    let released = self.released_on_delete(resource, &current);
+                    self.store.delete(&key, kv.mod_revision, &released).await.map(|_| (StatusCode::OK, current.clone()))
+                }
+                DeletePlan::Mark(next) => self
+                    .store
+                    .update(&key, object::encode_for_storage(next), kv.mod_revision, &[], &[])
+                    .await
+                    .map(|rev| {
+                        let mut next = next.clone();
+                        object::set_resource_version(&mut next, rev);
+                        (StatusCode::OK, next)
+                    }),
+                DeletePlan::Unchanged => return Ok((StatusCode::OK, current)),
+            };
+            match result {
+                Ok(done) => return Ok(done),
+                Err(StorageError::Conflict) => continue,
+                Err(StorageError::NotFound) => return Err(Error::not_found(resource, name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::conflict(resource, name))
+    }
+
+    pub(super) async fn delete_collection(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+        let options = DeleteOptions::parse(query, &body)?;
+        let filter = super::read::Filter::new(self, req, query)?;
+        let page = self.store.list(filter.prefix(), None, 0, 0).await?;
+        let mut deleted = Vec::new();
+        for kv in page.kvs {
+            let obj = crate::cache::Object::from_kv(kv);
+            if !filter.matches(&obj) {
+                continue;
+            }
+            let mut one = req.clone();
+            one.name = Some(object::name(&obj.value).to_string());
+            one.namespace = object::namespace(&obj.value).map(str::to_string);
+            match self.delete_one(&one, query, &options).await {
+                Ok((_, v)) => deleted.push(v),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let _ = headers;
+        let list = json!({
+            "kind": req.resource.list_kind(),
+            "apiVersion": req.resource.api_version(),
+            "metadata": { "resourceVersion": page.revision.to_string() },
+            "items": deleted,
+        });
+        Ok(json_response(StatusCode::OK, &list))
+    }
+
+    /// `pods/binding`: sets `spec.nodeName` of a pod that has none.
+    async fn bind(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+        let Decoded { obj: binding, .. } = self.decode_body(req.resource, "Binding", "v1", query, headers, &body)?;
+        let node = object::str_at(&binding, "/target/name").filter(|n| !n.is_empty()).map(str::to_string);
+        let Some(node) = node else {
+            return Err(Error::invalid(req.resource, req.name.as_deref().unwrap_or_default(), vec![FieldError::required("target.name", "")]));
+        };
+        let name = req.name.clone().unwrap_or_default();
+        let mut pod_req = req.clone();
+        pod_req.subresource = None;
+        let now = now_rfc3339();
+        for _ in 0..MAX_RETRIES {
+            let (key, kv, mut pod) = self.read_current(&pod_req).await?;
+            if let Some(uid) = object::str_at(&binding, "/metadata/uid").filter(|u| !u.is_empty())
+                && object::str_at(&pod, "/metadata/uid") != Some(uid)
+            {
+                return Err(Error::conflict(req.resource, &name));
+            }
+            if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(Error::Conflict { resource: "pods".into(), name: name.clone(), message: format!("pod {name} is being deleted, cannot be assigned to a host") });
+            }
+            if let Some(current) = object::str_at(&pod, "/spec/nodeName").filter(|n| !n.is_empty()) {
+                return Err(Error::Conflict {
+                    resource: "pods".into(),
+                    name: name.clone(),
+                    message: format!("pod {name} is already assigned to node {current:?}"),
+                });
+            }
+            pod["spec"]["nodeName"] = node.clone().into();
+            set_condition(&mut pod, "PodScheduled", "True", &now);
+            if query.dry_run()? {
+                break;
+            }
+            match self.store.update(&key, object::encode_for_storage(&pod), kv.mod_revision, &[], &[]).await {
+                Ok(_) => break,
+                Err(StorageError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(json_response(StatusCode::CREATED, &crate::error::success_status(Default::default())))
+    }
+
+    /// `pods/eviction`: a delete with the eviction's options. (Disruption budgets come with the
+    /// controller-manager.)
+    async fn evict(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+        let Decoded { obj: eviction, .. } = self.decode_body(req.resource, "Eviction", "policy/v1", query, headers, &body)?;
+        let options_body = serde_json::to_vec(&eviction["deleteOptions"]).unwrap_or_default();
+        let options = if eviction["deleteOptions"].is_object() { DeleteOptions::parse(query, &options_body)? } else { DeleteOptions::parse(query, &[])? };
+        let mut pod_req = req.clone();
+        pod_req.subresource = None;
+        self.delete_one(&pod_req, query, &options).await?;
+        Ok(json_response(StatusCode::CREATED, &crate::error::success_status(Default::default())))
+    }
+
+    /// PUT on `scale`: sets `spec.replicas` of the parent from a Scale.
+    async fn write_scale(&self, req: &ResourceRequest, query: &Query, scale: Value) -> Result<Response<Body>, Error> {
+        let precondition = object::resource_version(&scale).and_then(|rv| rv.parse::<i64>().ok());
+        let mut parent = req.clone();
+        parent.subresource = None;
+        let resp = self.guaranteed_update(&parent, query, precondition, |current| Ok(with_replicas(current, &scale))).await?;
+        Ok(rescale_response(req.resource, resp).await)
+    }
+}
+
+/// Turns a parent-object response into the Scale response the client asked for.
+async fn rescale_response(resource: &ResourceInfo, resp: Response<Body>) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(obj) => json_response(parts.status, &scale_of(resource, &obj)),
+        Err(_) => Response::from_parts(parts, super::full(bytes)),
+    }
+}
+
+/// The `autoscaling/v1` Scale of a Deployment, ReplicaSet, StatefulSet or RC.
+pub fn scale_of(resource: &ResourceInfo, obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    let selector = match obj.pointer("/spec/selector") {
+        Some(Value::Object(s)) if s.contains_key("matchLabels") || s.contains_key("matchExpressions") => {
+            serde_json::from_value::<api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(Value::Object(s.clone()))
+                .ok()
+                .and_then(|s| api_types::labels::LabelSelector::from_label_selector(&s).ok())
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        }
+        // ReplicationControllers have a plain map selector.
+        Some(Value::Object(s)) => s.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","),
+        _ => String::new(),
+    };
+    let _ = resource;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": { "replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1)) },
+        "status": { "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector },
+    })
+}
+
+fn with_replicas(current: &Value, scale: &Value) -> Value {
+    let mut next = current.clone();
+    next["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    next
+}
+
+/// The OpenAPI definition name of a kind's type (`io.k8s.api.apps.v1.Deployment`).
+pub fn schema_name(group: &str, kind: &str) -> Option<String> {
+    struct Name;
+    impl KindVisitor for Name {
+        type Output = String;
+        fn visit<T>(self) -> String
+        where
+            T: api_types::k8s_openapi::Resource + serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
+        {
+            T::schema_name().into_owned()
+        }
+    }
+    visit_kind(group, kind, Name)
+}
+
+/// Server-set metadata and the status a new object starts with.
+fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value) {
+    let meta = metadata_mut(obj);
+    meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
+    meta.insert("creationTimestamp".into(), now_rfc3339().into());
+    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        meta.remove(field);
+    }
+    if obj.get("spec").is_some() || obj.get("template").is_some() {
+        metadata_mut(obj).insert("generation".into(), 1.into());
+    } else {
+        metadata_mut(obj).remove("generation");
+    }
+    if !has_status(resource) {
+        return;
+    }
+    let status = match (resource.group, resource.plural) {
+        // Kubelets register Nodes with their status.
+        ("", "nodes") => return,
+        ("", "namespaces") => json!({ "phase": "Active" }),
+        ("", "pods") => json!({ "phase": "Pending", "qosClass": qos_class(obj) }),
+        ("", "persistentvolumes") | ("", "persistentvolumeclaims") => json!({ "phase": "Pending" }),
+        _ => json!({}),
+    };
+    if let Some(m) = obj.as_object_mut() {
+        if status.as_object().is_some_and(Map::is_empty) {
+            m.remove("status");
+        } else {
+            m.insert("status".into(), status);
+        }
+    }
+}
+
+/// Upstream's QoS class: Guaranteed when every container has equal cpu and memory requests
+/// and limits, BestEffort when none has any, Burstable otherwise.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod["spec"][f].as_array())
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = &c["resources"]["requests"];
+        let limits = &c["resources"]["limits"];
+        for r in ["cpu", "memory"] {
+            let (req, lim) = (requests.get(r), limits.get(r));
+            any |= req.is_some() || lim.is_some();
+            let equal = match (req, lim) {
+                (Some(a), Some(b)) => quantities_equal(a, b),
+                (None, Some(_)) => true,
+                _ => false,
+            };
+            guaranteed &= equal;
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+fn quantities_equal(a: &Value, b: &Value) -> bool {
+    match (a.as_str().map(api_types::quantity::parse_quantity), b.as_str().map(api_types::quantity::parse_quantity)) {
+        (Some(Ok(a)), Some(Ok(b))) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The object an update writes: the main resource keeps the stored status, the `status`
+/// subresource changes only status.
+fn merge_for_update(resource: &ResourceInfo, subresource: Option<&str>, current: &Value, requested: Value) -> Value {
+    match subresource {
+        Some("status") => {
+            let mut next = current.clone();
+            match requested.get("status") {
+                Some(s) => next["status"] = s.clone(),
+                None => {
+                    if let Some(m) = next.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            next
+        }
+        _ if has_status(resource) => {
+            let mut next = requested;
+            if let Some(m) = next.as_object_mut() {
+                match current.get("status") {
+                    Some(s) => {
+                        m.insert("status".into(), s.clone());
+                    }
+                    None => {
+                        m.remove("status");
+                    }
+                }
+            }
+            next
+        }
+        _ => requested,
+    }
+}
+
+/// Keeps what clients may not change, and bumps `generation` when the spec changed.
+fn prepare_for_update(resource: &ResourceInfo, current: &Value, next: &mut Value) {
+    let old = &current["metadata"];
+    let meta = metadata_mut(next);
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace"] {
+        match old.get(field) {
+            Some(v) => {
+                meta.insert(field.into(), v.clone());
+            }
+            None => {
+                meta.remove(field);
+            }
+        }
+    }
+    meta.remove("resourceVersion");
+    // Objects with a deletionTimestamp may lose finalizers but not gain new ones.
+    let spec_changed = strip(current) != strip(next);
+    if spec_changed && old.get("generation").is_some() {
+        let g = old["generation"].as_i64().unwrap_or(0) + 1;
+        metadata_mut(next).insert("generation".into(), g.into());
+    }
+    let _ = resource;
+}
+
+/// The object without metadata and status: what `generation` tracks.
+fn strip(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    o
+}
+
+fn same_object(current: &Value, next: &Value) -> bool {
+    let mut a = current.clone();
+    let mut b = next.clone();
+    metadata_mut(&mut a).remove("resourceVersion");
+    metadata_mut(&mut b).remove("resourceVersion");
+    a == b
+}
+
+fn is_finalized(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some()
+        && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+}
+
+fn set_condition(obj: &mut Value, kind: &str, status: &str, now: &str) {
+    if !obj["status"].is_object() {
+        obj["status"] = json!({});
+    }
+    if !obj["status"]["conditions"].is_array() {
+        obj["status"]["conditions"] = json!([]);
+    }
+    if let Some(conds) = obj["status"]["conditions"].as_array_mut() {
+        match conds.iter_mut().find(|c| c["type"] == kind) {
+            Some(c) if c["status"] == status => {}
+            Some(c) => {
+                c["status"] = status.into();
+                c["lastTransitionTime"] = now.into();
+            }
+            None => conds.push(json!({ "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now })),
+        }
+    }
+}
+
+/// Options of a delete, from the query string and/or a `DeleteOptions` body.
+#[derive(Debug, Default)]
+pub struct DeleteOptions {
+    grace_period: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    dry_run: bool,
+}
+
+impl DeleteOptions {
+    fn parse(query: &Query, body: &[u8]) -> Result<Self, Error> {
+        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
+        };
+        let mut propagation = body["propagationPolicy"].as_str().map(str::to_string).or_else(|| query.value("propagationPolicy").map(str::to_string));
+        let orphan = body["orphanDependents"].as_bool().or_else(|| query.value("orphanDependents").map(|v| v == "true"));
+        if propagation.is_none() && orphan == Some(true) {
+            propagation = Some("Orphan".into());
+        }
+        if let Some(p) = &propagation
+            && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+        {
+            return Err(Error::BadRequest(format!("propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+        }
+        let grace_period = match body["gracePeriodSeconds"].as_i64() {
+            Some(g) => Some(g),
+            None => query.int("gracePeriodSeconds")?,
+        };
+        Ok(DeleteOptions {
+            grace_period,
+            propagation,
+            uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+            resource_version: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
+            dry_run: body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")),
+        })
+    }
+
+    fn check_preconditions(&self, resource: &ResourceInfo, name: &str, obj: &Value) -> Result<(), Error> {
+        let conflict = |what: &str, want: &str, have: &str| Error::Conflict {
+            resource: resource.group_resource(),
+            name: name.to_string(),
+            message: format!("Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"),
+        };
+        if let Some(uid) = &self.uid {
+            let have = object::str_at(obj, "/metadata/uid").unwrap_or_default();
+            if uid != have {
+                return Err(conflict("UID", uid, have));
+            }
+        }
+        if let Some(rv) = &self.resource_version {
+            let have = object::resource_version(obj).unwrap_or_default();
+            if rv != have {
+                return Err(conflict("ResourceVersion", rv, have));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a delete does to an object.
+#[derive(Debug, PartialEq)]
+enum DeletePlan {
+    /// Remove it from storage.
+    Now,
+    /// Write it back marked for deletion (finalizers pending, or a pod's grace period).
+    Mark(Value),
+    /// Already being deleted and nothing to shorten.
+    Unchanged,
+}
+
+/// Decides a delete: finalizers and pods bound to a node are marked (the garbage collector,
+/// namespace controller or kubelet finishes them); everything else goes now.
+fn plan_delete(resource: &ResourceInfo, current: &Value, options: &DeleteOptions, now: &str) -> DeletePlan {
+    let mut next = current.clone();
+    let meta = metadata_mut(&mut next);
+    meta.remove("resourceVersion");
+    let mut finalizers: Vec<String> = meta
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let propagation_finalizer = match options.propagation.as_deref() {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        _ => None,
+    };
+    if let Some(f) = propagation_finalizer
+        && !finalizers.iter().any(|x| x == f)
+    {
+        finalizers.push(f.to_string());
+        meta.insert("finalizers".into(), json!(finalizers));
+    }
+    let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
+    let namespace_finalizers = is_namespace && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let pod_grace = pod_grace_period(resource, current, options);
+    let already = meta.contains_key("deletionTimestamp");
+
+    if let Some(grace) = pod_grace {
+        // Graceful pod deletion: the kubelet stops the containers, then deletes with grace 0.
+        let current_grace = meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64);
+        if already && current_grace.is_some_and(|g| g <= grace) && propagation_finalizer.is_none() {
+            return DeletePlan::Unchanged;
+        }
+        let deadline = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(grace))
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        meta.insert("deletionTimestamp".into(), deadline.into());
+        meta.insert("deletionGracePeriodSeconds".into(), grace.into());
+        return DeletePlan::Mark(next);
+    }
+    if finalizers.is_empty() && !namespace_finalizers {
+        return DeletePlan::Now;
+    }
+    if already && propagation_finalizer.is_none() {
+        return DeletePlan::Unchanged;
+    }
+    if !already {
+        meta.insert("deletionTimestamp".into(), now.into());
+        meta.insert("deletionGracePeriodSeconds".into(), 0.into());
+    }
+    if is_namespace {
+        next["status"]["phase"] = "Terminating".into();
+    }
+    DeletePlan::Mark(next)
+}
+
+/// The grace period for a pod the kubelet must stop first, or None to delete at once.
+fn pod_grace_period(resource: &ResourceInfo, pod: &Value, options: &DeleteOptions) -> Option<i64> {
+    if !(resource.group.is_empty() && resource.plural == "pods") {
+        return None;
+    }
+    let bound = object::str_at(pod, "/spec/nodeName").is_some_and(|n| !n.is_empty());
+    let finished = matches!(object::str_at(pod, "/status/phase"), Some("Succeeded" | "Failed"));
+    let grace = options
+        .grace_period
+        .or_else(|| pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .unwrap_or(30);
+    (bound && !finished && grace > 0).then_some(grace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api_types::registry::by_plural;
+
+    fn pods() -> &'static ResourceInfo {
+        by_plural("", "v1", "pods").expect("pods")
+    }
+
+    #[test]
+    fn bound_pods_are_deleted_gracefully_and_unbound_ones_at_once() {
+        let bound = json!({"metadata": {"name": "a"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}});
+        let DeletePlan::Mark(marked) = plan_delete(pods(), &bound, &DeleteOptions::default(), "t") else { panic!("marked") };
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+        assert!(marked["metadata"]["deletionTimestamp"].is_string());
+        let unbound = json!({"metadata": {"name": "a"}, "spec": {}});
+        assert_eq!(plan_delete(pods(), &unbound, &DeleteOptions::default(), "t"), DeletePlan::Now);
+        let zero = DeleteOptions { grace_period: Some(0), ..Default::default() };
+        assert_eq!(plan_delete(pods(), &bound, &zero, "t"), DeletePlan::Now);
+    }
+
+    #[test]
+    fn finalizers_and_propagation_policies_mark_instead_of_deleting() {
+        let cms = by_plural("", "v1", "configmaps").expect("configmaps");
+        let with_finalizer = json!({"metadata": {"name": "a", "finalizers": ["x/y"]}});
+        let DeletePlan::Mark(m) = plan_delete(cms, &with_finalizer, &DeleteOptions::default(), "t") else { panic!() };
+        assert_eq!(m["metadata"]["deletionTimestamp"], "t");
+        let orphan = DeleteOptions { propagation: Some("Orphan".into()), ..Default::default() };
+        let DeletePlan::Mark(m) = plan_delete(cms, &json!({"metadata": {"name": "a"}}), &orphan, "t") else { panic!() };
+        assert_eq!(m["metadata"]["finalizers"], json!(["orphan"]));
+    }
+
+    #[test]
+    fn namespaces_terminate_until_their_finalizers_are_done() {
+        let ns = by_plural("", "v1", "namespaces").expect("namespaces");
+        let obj = json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let DeletePlan::Mark(m) = plan_delete(ns, &obj, &DeleteOptions::default(), "t") else { panic!() };
+        assert_eq!(m["status"]["phase"], "Terminating");
+    }
+
+    #[test]
+    fn updates_keep_server_fields_and_bump_generation_on_spec_change() {
+        let deploy = by_plural("apps", "v1", "deployments").expect("deployments");
+        let current = json!({"metadata": {"name": "a", "uid": "u1", "generation": 3, "resourceVersion": "7"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let requested = json!({"metadata": {"name": "a", "uid": "forged"}, "spec": {"replicas": 2}, "status": {"replicas": 99}});
+        let mut next = merge_for_update(deploy, None, &current, requested);
+        prepare_for_update(deploy, &current, &mut next);
+        assert_eq!(next["metadata"]["uid"], "u1");
+        assert_eq!(next["metadata"]["generation"], 4);
+        assert_eq!(next["status"]["replicas"], 1, "status only changes through /status");
+        let status_only = merge_for_update(deploy, Some("status"), &current, json!({"spec": {"replicas": 5}, "status": {"replicas": 2}}));
+        assert_eq!((status_only["spec"]["replicas"].as_i64(), status_only["status"]["replicas"].as_i64()), (Some(1), Some(2)));
+    }
+
+    #[test]
+    fn qos_classes_follow_requests_and_limits() {
+        let pod = |res: Value| json!({"spec": {"containers": [{"name": "c", "resources": res}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "500m"}}))), "Burstable");
+    }
+
+    #[test]
+    fn scale_reads_replicas_and_selector() {
+        let deploy = by_plural("apps", "v1", "deployments").expect("deployments");
+        let d = json!({"metadata": {"name": "a", "namespace": "n", "resourceVersion": "5"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
+        let s = scale_of(deploy, &d);
+        assert_eq!((s["spec"]["replicas"].as_i64(), s["status"]["replicas"].as_i64()), (Some(3), Some(2)));
+        assert_eq!(s["status"]["selector"], "app=web");
+        assert_eq!(with_replicas(&d, &json!({"spec": {"replicas": 7}}))["spec"]["replicas"], 7);
+    }
+}

@@ -1,0 +1,25 @@
+//! rk-apiserver: parses flags, sets up logging and runs the server until SIGINT or SIGTERM.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = apiserver::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RK_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let config = apiserver::Config::try_from(args)?;
+    apiserver::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

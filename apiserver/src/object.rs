@@ -1,0 +1,197 @@
+//! Objects as the server handles them: JSON values with Kubernetes metadata, their etcd keys,
+//! their stored encoding (resourceVersion left out: the etcd revision is the truth) and the
+//! values field selectors look at.
+
+use std::collections::BTreeMap;
+
+use api_types::registry::ResourceInfo;
+use serde_json::Value;
+
+/// Where objects of `resource` live: `<prefix>/<group or core>/<plural>/`.
+pub fn resource_prefix(root: &str, resource: &ResourceInfo) -> String {
+    let group = if resource.group.is_empty() { "core" } else { resource.group };
+    format!("{root}/{group}/{}/", resource.plural)
+}
+
+/// The prefix of a list: every object of the resource, or those of one namespace.
+pub fn list_prefix(root: &str, resource: &ResourceInfo, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if resource.namespaced => format!("{}{ns}/", resource_prefix(root, resource)),
+        _ => resource_prefix(root, resource),
+    }
+}
+
+/// The key of one object.
+pub fn key(root: &str, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
+    format!("{}{name}", list_prefix(root, resource, namespace))
+}
+
+pub fn metadata(obj: &Value) -> &Value {
+    &obj["metadata"]
+}
+
+pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer).and_then(Value::as_str)
+}
+
+pub fn name(obj: &Value) -> &str {
+    str_at(obj, "/metadata/name").unwrap_or_default()
+}
+
+pub fn namespace(obj: &Value) -> Option<&str> {
+    str_at(obj, "/metadata/namespace").filter(|ns| !ns.is_empty())
+}
+
+pub fn labels(obj: &Value) -> BTreeMap<String, String> {
+    match obj.pointer("/metadata/labels") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The object's metadata as a mutable map, created if missing.
+pub fn metadata_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = Value::Object(Default::default());
+    }
+    match &mut obj["metadata"] {
+        Value::Object(m) => m,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+pub fn set_resource_version(obj: &mut Value, revision: i64) {
+    metadata_mut(obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
+}
+
+/// The resourceVersion an object carries, if any (`""` counts as none).
+pub fn resource_version(obj: &Value) -> Option<&str> {
+    str_at(obj, "/metadata/resourceVersion").filter(|v| !v.is_empty())
+}
+
+/// The bytes stored in etcd: the object without its resourceVersion.
+pub fn encode_for_storage(obj: &Value) -> Vec<u8> {
+    let mut obj = obj.clone();
+    metadata_mut(&mut obj).remove("resourceVersion");
+    serde_json::to_vec(&obj).unwrap_or_default()
+}
+
+/// An object read back from etcd, with its resourceVersion set from the key's mod_revision.
+pub fn decode_from_storage(bytes: &[u8], mod_revision: i64) -> Result<Value, serde_json::Error> {
+    let mut obj: Value = serde_json::from_slice(bytes)?;
+    set_resource_version(&mut obj, mod_revision);
+    Ok(obj)
+}
+
+/// The fields a field selector may name for `resource`, each with its JSON pointer.
+pub fn selectable_fields(resource: &ResourceInfo) -> &'static [(&'static str, &'static str)] {
+    const META: &[(&str, &str)] = &[("metadata.name", "/metadata/name"), ("metadata.namespace", "/metadata/namespace")];
+    match (resource.group, resource.plural) {
+        ("", "pods") => &[
+            ("metadata.name", "/metadata/name"),
+            ("metadata.namespace", "/metadata/namespace"),
+            ("spec.nodeName", "/spec/nodeName"),
+            ("spec.restartPolicy", "/spec/restartPolicy"),
+            ("spec.schedulerName", "/spec/schedulerName"),
+            ("spec.serviceAccountName", "/spec/serviceAccountName"),
+            ("spec.hostNetwork", "/spec/hostNetwork"),
+            ("status.phase", "/status/phase"),
+            ("status.podIP", "/status/podIP"),
+            ("status.nominatedNodeName", "/status/nominatedNodeName"),
+        ],
+        ("", "events") => &[
+            ("metadata.name", "/metadata/name"),
+            ("metadata.namespace", "/metadata/namespace"),
+            ("involvedObject.kind", "/involvedObject/kind"),
+            ("involvedObject.namespace", "/involvedObject/namespace"),
+            ("involvedObject.name", "/involvedObject/name"),
+            ("involvedObject.uid", "/involvedObject/uid"),
+            ("involvedObject.apiVersion", "/involvedObject/apiVersion"),
+            ("involvedObject.resourceVersion", "/involvedObject/resourceVersion"),
+            ("involvedObject.fieldPath", "/involvedObject/fieldPath"),
+            ("reason", "/reason"),
+            ("reportingComponent", "/reportingComponent"),
+            ("source", "/source/component"),
+            ("type", "/type"),
+        ],
+        ("", "secrets") => &[
+            ("metadata.name", "/metadata/name"),
+            ("metadata.namespace", "/metadata/namespace"),
+            ("type", "/type"),
+        ],
+        ("", "nodes") => &[("metadata.name", "/metadata/name"), ("spec.unschedulable", "/spec/unschedulable")],
+        ("", "namespaces") => &[("metadata.name", "/metadata/name"), ("status.phase", "/status/phase")],
+        ("", "services") => &[
+            ("metadata.name", "/metadata/name"),
+            ("metadata.namespace", "/metadata/namespace"),
+            ("spec.clusterIP", "/spec/clusterIP"),
+            ("spec.type", "/spec/type"),
+        ],
+        ("", "replicationcontrollers") | ("apps", "replicasets") => &[
+            ("metadata.name", "/metadata/name"),
+            ("metadata.namespace", "/metadata/namespace"),
+            ("status.replicas", "/status/replicas"),
+        ],
+        ("batch", "jobs") => &[
+            ("metadata.name", "/metadata/name"),
+            ("metadata.namespace", "/metadata/namespace"),
+            ("status.successful", "/status/succeeded"),
+        ],
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            &[("metadata.name", "/metadata/name"), ("spec.signerName", "/spec/signerName")]
+        }
+        _ => META,
+    }
+}
+
+/// The value a field selector compares for `field`, as a string (`""` when absent, as
+/// upstream's field sets do; booleans and numbers as they print).
+pub fn field_value(resource: &ResourceInfo, obj: &Value, field: &str) -> Option<String> {
+    let (_, pointer) = selectable_fields(resource).iter().find(|(f, _)| *f == field)?;
+    Some(match obj.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ if field == "spec.unschedulable" || field == "spec.hostNetwork" => "false".into(),
+        _ => String::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api_types::registry::by_plural;
+    use serde_json::json;
+
+    #[test]
+    fn keys_separate_namespaces_and_groups() {
+        let pods = by_plural("", "v1", "pods").expect("pods");
+        let nodes = by_plural("", "v1", "nodes").expect("nodes");
+        let deploys = by_plural("apps", "v1", "deployments").expect("deployments");
+        assert_eq!(key("/registry", pods, Some("default"), "web"), "/registry/core/pods/default/web");
+        assert_eq!(list_prefix("/registry", pods, None), "/registry/core/pods/");
+        assert_eq!(key("/registry", nodes, Some("ignored"), "n1"), "/registry/core/nodes/n1");
+        assert_eq!(list_prefix("/registry", deploys, Some("a")), "/registry/apps/deployments/a/");
+    }
+
+    #[test]
+    fn storage_round_trip_takes_the_revision_from_etcd() {
+        let obj = json!({"metadata": {"name": "a", "resourceVersion": "5"}});
+        let bytes = encode_for_storage(&obj);
+        assert!(!String::from_utf8_lossy(&bytes).contains("resourceVersion"));
+        let back = decode_from_storage(&bytes, 42).expect("decodes");
+        assert_eq!(resource_version(&back), Some("42"));
+    }
+
+    #[test]
+    fn field_values_default_to_empty_and_reject_unknown_fields() {
+        let pods = by_plural("", "v1", "pods").expect("pods");
+        let pod = json!({"metadata": {"name": "a"}, "spec": {}, "status": {"phase": "Running"}});
+        assert_eq!(field_value(pods, &pod, "status.phase").as_deref(), Some("Running"));
+        assert_eq!(field_value(pods, &pod, "spec.nodeName").as_deref(), Some(""));
+        assert_eq!(field_value(pods, &pod, "spec.containers"), None);
+    }
+}

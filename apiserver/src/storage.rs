@@ -1,0 +1,294 @@
+//! Storage on etcd: the only place that talks to etcd. Writes are transactions guarded by a
+//! key's `version` (create: absent) or `mod_revision` (update/delete: unchanged since read), so
+//! the etcd revision doubles as the Kubernetes resourceVersion.
+
+use std::time::Instant;
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+};
+
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("key not found")]
+    NotFound,
+    #[error("key already exists")]
+    AlreadyExists,
+    #[error("key was modified")]
+    Conflict,
+    /// A key written beside the object (an allocated IP or port) is taken.
+    #[error("key {0} is already taken")]
+    KeyTaken(String),
+    #[error("required revision {requested} has been compacted (oldest available {compacted})")]
+    Compacted { requested: i64, compacted: i64 },
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("reading TLS material for etcd from {path}: {source}")]
+    Tls { path: String, source: std::io::Error },
+}
+
+impl StorageError {
+    /// Whether etcd could not be reached (a 503 rather than a 500).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Etcd(etcd_client::Error::TransportError(_)) => true,
+            Self::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+                matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Paths to the client TLS material for etcd (`--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`).
+#[derive(Debug, Clone, Default)]
+pub struct EtcdTls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// One stored key.
+#[derive(Debug, Clone)]
+pub struct Kv {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+impl From<&KeyValue> for Kv {
+    fn from(kv: &KeyValue) -> Self {
+        Kv {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+        }
+    }
+}
+
+/// A page of a range read.
+#[derive(Debug)]
+pub struct Page {
+    pub kvs: Vec<Kv>,
+    /// The revision the page was read at.
+    pub revision: i64,
+    /// Keys left after this page.
+    pub remaining: i64,
+}
+
+/// A cheap-to-clone handle on the etcd cluster.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    metrics: Metrics,
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, StorageError> {
+    std::fs::read(path).map_err(|source| StorageError::Tls { path: path.display().to_string(), source })
+}
+
+impl Store {
+    pub async fn connect(endpoints: &[String], tls: &EtcdTls, metrics: Metrics) -> Result<Self, StorageError> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        if let Some(ca) = &tls.ca_file {
+            let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+                t = t.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            options = options.with_tls(t);
+        }
+        let client = Client::connect(endpoints, Some(options)).await?;
+        Ok(Store { client, metrics })
+    }
+
+    fn observe(&self, operation: &'static str, start: Instant) {
+        self.metrics.observe_etcd(operation, start.elapsed());
+    }
+
+    /// Reads one key; also returns the store's current revision.
+    pub async fn get(&self, key: &str) -> Result<(Option<Kv>, i64), StorageError> {
+        let start = Instant::now();
+        let resp = self.client.kv_client().get(key, None).await;
+        self.observe("get", start);
+        let resp = resp?;
+        let rev = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.kvs().first().map(Kv::from), rev))
+    }
+
+    /// The current revision of the store.
+    pub async fn revision(&self) -> Result<i64, StorageError> {
+        let start = Instant::now();
+        let resp = self
+            .client
+            .kv_client()
+            .get("\0", Some(GetOptions::new().with_count_only()))
+            .await;
+        self.observe("revision", start);
+        Ok(resp?.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Creates `key` and every `extra` key, all only if none exists. Returns the new revision.
+    pub async fn create(&self, key: &str, value: Vec<u8>, extra: &[(String, Vec<u8>)]) -> Result<i64, StorageError> {
+        let mut when = vec![Compare::version(key, CompareOp::Equal, 0)];
+        let mut then = vec![TxnOp::put(key, value, None)];
+        let mut otherwise = vec![TxnOp::get(key, None)];
+        for (k, v) in extra {
+            when.push(Compare::version(k.as_str(), CompareOp::Equal, 0));
+            then.push(TxnOp::put(k.as_str(), v.clone(), None));
+            otherwise.push(TxnOp::get(k.as_str(), None));
+        }
+        let start = Instant::now();
+        let resp = self.client.kv_client().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
+        self.observe("create", start);
+        let resp = resp?;
+        if resp.succeeded() {
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        let keys = std::iter::once(key).chain(extra.iter().map(|(k, _)| k.as_str()));
+        for (i, (k, op)) in keys.zip(resp.op_responses()).enumerate() {
+            if let TxnOpResponse::Get(g) = op
+                && !g.kvs().is_empty()
+            {
+                return Err(if i == 0 { StorageError::AlreadyExists } else { StorageError::KeyTaken(k.to_string()) });
+            }
+        }
+        Err(StorageError::Conflict)
+    }
+
+    /// Replaces `key` if its mod_revision is still `revision`; creates `extra_create` keys (which
+    /// must be absent) and deletes `extra_delete` keys in the same transaction.
+    pub async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        revision: i64,
+        extra_create: &[(String, Vec<u8>)],
+        extra_delete: &[String],
+    ) -> Result<i64, StorageError> {
+        let mut when = vec![Compare::mod_revision(key, CompareOp::Equal, revision)];
+        let mut then = vec![TxnOp::put(key, value, None)];
+        let mut otherwise = vec![TxnOp::get(key, None)];
+        for (k, v) in extra_create {
+            when.push(Compare::version(k.as_str(), CompareOp::Equal, 0));
+            then.push(TxnOp::put(k.as_str(), v.clone(), None));
+            otherwise.push(TxnOp::get(k.as_str(), None));
+        }
+        then.extend(extra_delete.iter().map(|k| TxnOp::delete(k.as_str(), None)));
+        let start = Instant::now();
+        let resp = self.client.kv_client().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
+        self.observe("update", start);
+        let resp = resp?;
+        if resp.succeeded() {
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        let gets: Vec<_> = resp.op_responses();
+        match gets.first() {
+            Some(TxnOpResponse::Get(g)) if g.kvs().is_empty() => return Err(StorageError::NotFound),
+            Some(TxnOpResponse::Get(g)) if g.kvs()[0].mod_revision() != revision => {
+                return Err(StorageError::Conflict);
+            }
+            _ => {}
+        }
+        for ((k, _), op) in extra_create.iter().zip(gets.iter().skip(1)) {
+            if let TxnOpResponse::Get(g) = op
+                && !g.kvs().is_empty()
+            {
+                return Err(StorageError::KeyTaken(k.clone()));
+            }
+        }
+        Err(StorageError::Conflict)
+    }
+
+    /// Deletes `key` if its mod_revision is still `revision`, with `extra_delete` keys.
+    pub async fn delete(&self, key: &str, revision: i64, extra_delete: &[String]) -> Result<i64, StorageError> {
+        let when = vec![Compare::mod_revision(key, CompareOp::Equal, revision)];
+        let mut then = vec![TxnOp::delete(key, None)];
+        then.extend(extra_delete.iter().map(|k| TxnOp::delete(k.as_str(), None)));
+        let start = Instant::now();
+        let resp = self
+            .client
+            .kv_client()
+            .txn(Txn::new().when(when).and_then(then).or_else(vec![TxnOp::get(key, None)]))
+            .await;
+        self.observe("delete", start);
+        let resp = resp?;
+        if resp.succeeded() {
+            return Ok(resp.header().map_or(0, |h| h.revision()));
+        }
+        match resp.op_responses().first() {
+            Some(TxnOpResponse::Get(g)) if g.kvs().is_empty() => Err(StorageError::NotFound),
+            _ => Err(StorageError::Conflict),
+        }
+    }
+
+    /// Reads keys under `prefix` in key order, starting at `start` (inclusive) if given, at
+    /// `revision` (0 = now), at most `limit` keys (0 = all).
+    pub async fn list(&self, prefix: &str, start: Option<&str>, revision: i64, limit: i64) -> Result<Page, StorageError> {
+        let end = prefix_end(prefix);
+        let from = start.unwrap_or(prefix);
+        let mut options = GetOptions::new()
+            .with_range(end)
+            .with_revision(revision);
+        if limit > 0 {
+            options = options.with_limit(limit);
+        }
+        let start_time = Instant::now();
+        let resp = self.client.kv_client().get(from, Some(options)).await;
+        self.observe("list", start_time);
+        let resp = match resp {
+            Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("compacted") => {
+                return Err(StorageError::Compacted { requested: revision, compacted: 0 });
+            }
+            other => other?,
+        };
+        let kvs: Vec<Kv> = resp.kvs().iter().map(Kv::from).collect();
+        let remaining = resp.count() - kvs.len() as i64;
+        Ok(Page { kvs, revision: resp.header().map_or(revision, |h| h.revision()), remaining })
+    }
+
+    /// Watches every key under `prefix` from `start_revision` (inclusive), with previous values
+    /// and progress notifications.
+    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, StorageError> {
+        let options = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(start_revision)
+            .with_prev_key()
+            .with_progress_notify();
+        Ok(self.client.watch_client().watch(prefix, Some(options)).await?)
+    }
+
+    /// Compacts history up to `revision` (tests and maintenance).
+    pub async fn compact(&self, revision: i64) -> Result<(), StorageError> {
+        self.client.kv_client().compact(revision, None).await?;
+        Ok(())
+    }
+}
+
+/// The end of the range of keys starting with `prefix`.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_the_last_byte() {
+        assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0".to_vec());
+        assert_eq!(prefix_end("a"), b"b".to_vec());
+    }
+}

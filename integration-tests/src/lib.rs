@@ -1,0 +1,338 @@
+//! The test harness: real etcd processes (one member or a cluster) on free loopback ports,
+//! a throwaway PKI, API servers started in-process, and kubeconfigs that both kube-rs and the
+//! stock kubectl use. Everything started here is stopped by PID when its handle drops.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use tokio_util::sync::CancellationToken;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Result<Self> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("rkube-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One etcd member started by this test.
+pub struct EtcdMember {
+    child: Option<Child>,
+    pub name: String,
+    pub client_url: String,
+    args: Vec<String>,
+    _dir: std::sync::Arc<TempDir>,
+}
+
+impl EtcdMember {
+    /// Stops the member (SIGKILL by PID), keeping its data for [`EtcdMember::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.child = Some(spawn_etcd(&self.args)?);
+        Ok(())
+    }
+}
+
+impl Drop for EtcdMember {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_etcd(args: &[String]) -> Result<Child> {
+    Command::new("etcd")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting etcd (is etcd-server installed? run deploy/setup-host)")
+}
+
+/// An etcd cluster of one or more members on loopback.
+pub struct Etcd {
+    pub members: Vec<EtcdMember>,
+    dir: std::sync::Arc<TempDir>,
+}
+
+impl Etcd {
+    pub async fn start() -> Result<Self> {
+        Self::cluster(1).await
+    }
+
+    pub async fn cluster(size: usize) -> Result<Self> {
+        let dir = std::sync::Arc::new(TempDir::new("etcd")?);
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
+        let initial: Vec<String> = ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let name = format!("m{i}");
+            let client_url = format!("http://127.0.0.1:{client}");
+            let args: Vec<String> = vec![
+                format!("--name={name}"),
+                format!("--data-dir={}", dir.path().join(&name).display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                format!("--initial-cluster={}", initial.join(",")),
+                "--initial-cluster-state=new".into(),
+                "--initial-cluster-token=rkube-test".into(),
+                "--log-level=error".into(),
+                "--heartbeat-interval=50".into(),
+                "--election-timeout=500".into(),
+            ];
+            members.push(EtcdMember { child: Some(spawn_etcd(&args)?), name, client_url, args, _dir: dir.clone() });
+        }
+        let etcd = Etcd { members, dir };
+        etcd.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(etcd)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Waits until a write through the cluster succeeds.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let attempt = async {
+                let mut c = etcd_client::Client::connect(self.endpoints(), None).await?;
+                c.put("/rkube-test/health", "ok", None).await?;
+                Ok::<_, etcd_client::Error>(())
+            };
+            match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                Ok(Ok(())) => return Ok(()),
+                _ if Instant::now() > deadline => bail!("etcd did not become healthy within {timeout:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    pub async fn client(&self) -> Result<etcd_client::Client> {
+        Ok(etcd_client::Client::connect(self.endpoints(), None).await?)
+    }
+}
+
+/// A CA, a serving certificate for 127.0.0.1/localhost and an admin client certificate.
+pub struct Pki {
+    pub dir: TempDir,
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    pub fn generate() -> Result<Self> {
+        let dir = TempDir::new("pki")?;
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca.distinguished_name.push(DnType::CommonName, "rkube-test-ca");
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca, ca_key);
+        let write = |name: &str, text: &str| -> Result<PathBuf> {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text)?;
+            Ok(p)
+        };
+        let ca_path = write("ca.crt", &ca_cert.pem())?;
+        let server_key = KeyPair::generate()?;
+        let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        server.distinguished_name.push(DnType::CommonName, "rk-apiserver");
+        let server_cert = server.signed_by(&server_key, &issuer)?;
+        let server_cert_path = write("apiserver.crt", &server_cert.pem())?;
+        let server_key_path = write("apiserver.key", &server_key.serialize_pem())?;
+        let mut pki = Pki {
+            ca_cert: ca_path,
+            server_cert: server_cert_path,
+            server_key: server_key_path,
+            admin_cert: PathBuf::new(),
+            admin_key: PathBuf::new(),
+            issuer,
+            dir,
+        };
+        let (cert, key) = pki.client_cert("kubernetes-admin", &["system:masters"])?;
+        pki.admin_cert = cert;
+        pki.admin_key = key;
+        Ok(pki)
+    }
+
+    /// Writes a client certificate for `user` in `groups`; returns (cert, key) paths.
+    pub fn client_cert(&self, user: &str, groups: &[&str]) -> Result<(PathBuf, PathBuf)> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for g in groups {
+            params.distinguished_name.push(DnType::OrganizationName, *g);
+        }
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert_path = self.dir.path().join(format!("{user}.crt"));
+        let key_path = self.dir.path().join(format!("{user}.key"));
+        std::fs::write(&cert_path, cert.pem())?;
+        std::fs::write(&key_path, key.serialize_pem())?;
+        Ok((cert_path, key_path))
+    }
+
+    /// A kubeconfig for `server` authenticating with the admin certificate.
+    pub fn kubeconfig(&self, server: SocketAddr) -> Result<PathBuf> {
+        let path = self.dir.path().join(format!("kubeconfig-{}", server.port()));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: https://{server}\n    certificate-authority: {ca}\n\
+             users:\n- name: admin\n  user:\n    client-certificate: {cert}\n    client-key: {key}\n\
+             contexts:\n- name: admin@rkube\n  context:\n    cluster: rkube\n    user: admin\n    namespace: default\ncurrent-context: admin@rkube\n",
+            ca = self.ca_cert.display(),
+            cert = self.admin_cert.display(),
+            key = self.admin_key.display(),
+        );
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+/// An API server running in this process.
+pub struct ApiServer {
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    pub async fn start(etcd: &[String], pki: &Pki) -> Result<Self> {
+        Self::start_with(etcd, pki, |_| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `tweak` (a token file, a small body limit…).
+    pub async fn start_with(etcd: &[String], pki: &Pki, tweak: impl FnOnce(&mut apiserver::Config)) -> Result<Self> {
+        let mut config = apiserver::Config {
+            etcd_servers: etcd.to_vec(),
+            etcd_tls: Default::default(),
+            etcd_prefix: apiserver::config::DEFAULT_ETCD_PREFIX.into(),
+            listen: "127.0.0.1:0".parse()?,
+            tls_cert_file: pki.server_cert.clone(),
+            tls_private_key_file: pki.server_key.clone(),
+            client_ca_file: Some(pki.ca_cert.clone()),
+            token_auth_file: None,
+            service_cluster_ip_range: apiserver::config::DEFAULT_SERVICE_CLUSTER_IP_RANGE.into(),
+            service_node_port_range: apiserver::config::DEFAULT_SERVICE_NODE_PORT_RANGE.into(),
+            max_request_bytes: apiserver::config::DEFAULT_MAX_REQUEST_BYTES,
+            watch_cache_size: apiserver::cache::DEFAULT_HISTORY,
+        };
+        tweak(&mut config);
+        let stop = CancellationToken::new();
+        let server = apiserver::server::Server::bind(config, stop.clone()).await?;
+        let addr = server.local_addr()?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                eprintln!("apiserver stopped: {e}");
+            }
+        });
+        let kubeconfig = pki.kubeconfig(addr)?;
+        let api = ApiServer { addr, kubeconfig, stop, task: Some(task) };
+        api.wait_ready(Duration::from_secs(30)).await?;
+        Ok(api)
+    }
+
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let client = self.client().await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            match client.request_text(req).await {
+                Ok(t) if t == "ok" => {}
+                _ if Instant::now() > deadline => bail!("apiserver not ready within {timeout:?}"),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+            // The system namespaces are created right after start.
+            let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+            if ns.get_opt("default").await.ok().flatten().is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops serving (connections and watches close).
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// etcd, PKI and one API server: what most tests need.
+pub struct Cluster {
+    pub api: ApiServer,
+    pub pki: Pki,
+    pub etcd: Etcd,
+}
+
+impl Cluster {
+    pub async fn start() -> Result<Self> {
+        let etcd = Etcd::start().await?;
+        let pki = Pki::generate()?;
+        let api = ApiServer::start(&etcd.endpoints(), &pki).await?;
+        Ok(Cluster { api, pki, etcd })
+    }
+
+    pub async fn client(&self) -> Result<kube::Client> {
+        self.api.client().await
+    }
+}
