@@ -120,20 +120,19 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr
         ));
     }
 
-    let primary = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty());
-    let listed = spec.cluster_ips.as_deref().unwrap_or_default();
-    if old.is_none() && primary.is_some_and(|ip| listed.first().is_some_and(|first| first != ip)) {
-        errs.push(invalid_rendered(
-            &p.child("clusterIPs"),
-            go_string_slice(Some(listed)),
-            "first value must match `clusterIP`",
-        ));
-    }
-    if let Some(old) = old {
-        match decode::<core::ServiceSpec>(old, "spec") {
-            Ok(old_spec) => errs.extend(cluster_ips_unchanged(&spec, &old_spec)),
-            Err(e) => errs.push(e),
+    let old_spec = match old.map(|old| decode::<core::ServiceSpec>(old, "spec")) {
+        Some(Ok(old_spec)) => Some(old_spec),
+        Some(Err(e)) => return [errs, vec![e]].concat(),
+        None => None,
+    };
+    match cluster_ips(&spec, old_spec.as_ref()) {
+        Ok(new_ips) => {
+            if let Some(old_spec) = &old_spec {
+                let old_ips = cluster_ips(old_spec, None).unwrap_or_default();
+                errs.extend(cluster_ips_unchanged(&spec, &new_ips, old_spec, &old_ips));
+            }
         }
+        Err(e) => errs.push(e),
     }
     errs
 }
@@ -302,34 +301,56 @@ fn traffic_policies(spec: &core::ServiceSpec, p: &Path) -> Vec<FieldError> {
     errs
 }
 
-/// A service's cluster IPs: `clusterIP` first when set (an edit of it alone is a change of the
-/// primary), then the rest of `clusterIPs`.
-fn cluster_ips(spec: &core::ServiceSpec) -> Vec<String> {
+/// A service's cluster IPs, `clusterIP` and `clusterIPs` reconciled as upstream does before it
+/// validates: on update, whichever of the two the client edited wins; otherwise they must agree.
+fn cluster_ips(
+    spec: &core::ServiceSpec,
+    old: Option<&core::ServiceSpec>,
+) -> Result<Vec<String>, FieldError> {
     let mut ips = spec.cluster_ips.clone().unwrap_or_default();
-    match spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) {
-        Some(primary) if ips.is_empty() => ips.push(primary.to_string()),
-        Some(primary) => ips[0] = primary.to_string(),
-        None => {}
+    let Some(primary) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) else {
+        return Ok(ips);
+    };
+    match ips.first() {
+        None => ips.push(primary.to_string()),
+        Some(first) if first == primary => {}
+        // Only clusterIP was edited.
+        Some(_) if old.is_some_and(|o| o.cluster_ips == spec.cluster_ips) => {
+            ips[0] = primary.to_string()
+        }
+        // Only clusterIPs was edited.
+        Some(_) if old.is_some_and(|o| o.cluster_ip == spec.cluster_ip) => {}
+        Some(_) => {
+            return Err(invalid_rendered(
+                &Path::new("spec").child("clusterIPs"),
+                go_string_slice(Some(&ips)),
+                "first value must match `clusterIP`",
+            ));
+        }
     }
-    ips
+    Ok(ips)
 }
 
 /// The primary cluster IP never changes (except to or from ExternalName, or between two
 /// headless forms); a secondary one may be added or dropped. An update that leaves the cluster
 /// IPs out keeps the stored ones (the allocator copies them over, as upstream does before it
 /// validates), so that is no change.
-fn cluster_ips_unchanged(new: &core::ServiceSpec, old: &core::ServiceSpec) -> Vec<FieldError> {
+fn cluster_ips_unchanged(
+    new: &core::ServiceSpec,
+    new_ips: &[String],
+    old: &core::ServiceSpec,
+    old_ips: &[String],
+) -> Vec<FieldError> {
     let external_name = |s: &core::ServiceSpec| s.type_.as_deref() == Some("ExternalName");
     let headless = |s: &core::ServiceSpec| s.cluster_ip.as_deref() == Some("None");
     if external_name(new) || external_name(old) || (headless(new) && headless(old)) {
         return Vec::new();
     }
-    let (new_ips, old_ips) = (cluster_ips(new), cluster_ips(old));
     if new_ips.is_empty() {
         return Vec::new();
     }
     let path = Path::new("spec").child("clusterIPs");
-    let rendered = go_string_slice(Some(&new_ips));
+    let rendered = go_string_slice(Some(new_ips));
     let changed = |i: usize| {
         FieldError::invalid_raw(path.index(i), rendered.clone(), "may not change once set")
     };
@@ -338,7 +359,7 @@ fn cluster_ips_unchanged(new: &core::ServiceSpec, old: &core::ServiceSpec) -> Ve
         errs.extend(
             old_ips
                 .iter()
-                .zip(&new_ips)
+                .zip(new_ips)
                 .enumerate()
                 .filter(|(_, (o, n))| o != n)
                 .map(|(i, _)| changed(i)),
