@@ -130,6 +130,50 @@ async fn stock_kubectl_everyday_commands() -> Result<()> {
     let explained = k.run(&["explain", "pod.spec.containers"], None)?;
     assert!(explained.contains("image"), "{explained}");
 
+    // `get -w` prints a row for an update made while it watches.
+    let mut watch = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(k.kubeconfig)
+        .args(["get", "cm", "settings", "-n", "shop", "-w", "-o", "custom-columns=NAME:.metadata.name,MODE:.data.mode"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = watch.stdout.take().expect("piped stdout");
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("watched");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    k.run(&["patch", "cm", "settings", "-n", "shop", "-p", r#"{"data":{"mode":"watched"}}"#], None)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !lines.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = lines.join().unwrap_or_default();
+    assert!(seen.iter().any(|l| l.contains("settings") && l.contains("watched")), "get -w saw {seen:?}");
+
+    // `edit` through $EDITOR.
+    let status = tokio::task::block_in_place(|| {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(k.kubeconfig)
+            .args(["edit", "cm", "settings", "-n", "shop"])
+            .env("EDITOR", "sed -i s/watched/edited/")
+            .status()
+    })?;
+    assert!(status.success());
+    assert_eq!(k.run(&["get", "cm", "settings", "-n", "shop", "-o", "jsonpath={.data.mode}"], None)?, "edited");
+
     k.run(&["delete", "deploy", "web", "-n", "shop"], None)?;
     k.run(&["delete", "svc", "web", "-n", "shop"], None)?;
     let left = k.run(&["get", "deploy,svc", "-n", "shop", "-o", "name"], None)?;

@@ -24,6 +24,8 @@ pub enum FieldErrorKind {
     /// The offending value, already rendered for the message (strings quoted).
     Invalid(String),
     Duplicate(String),
+    /// A reference to something that does not exist (rendered value).
+    NotFound(String),
     /// The value and the supported values.
     NotSupported(String, Vec<String>),
     Forbidden,
@@ -69,6 +71,7 @@ impl FieldError {
             FieldErrorKind::Required => "FieldValueRequired",
             FieldErrorKind::Invalid(_) => "FieldValueInvalid",
             FieldErrorKind::Duplicate(_) => "FieldValueDuplicate",
+            FieldErrorKind::NotFound(_) => "FieldValueNotFound",
             FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Forbidden => "FieldValueForbidden",
             FieldErrorKind::TooLong(_) => "FieldValueTooLong",
@@ -81,6 +84,7 @@ impl FieldError {
             FieldErrorKind::Required => "Required value".to_string(),
             FieldErrorKind::Invalid(v) => format!("Invalid value: {v}"),
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: {v}"),
+            FieldErrorKind::NotFound(v) => format!("Not found: {v}"),
             FieldErrorKind::NotSupported(v, valid) => {
                 format!("Unsupported value: {v}: supported values: {}", valid.join(", "))
             }

@@ -157,8 +157,8 @@ fn invalid_rendered(path: &Path, value: String, detail: &str) -> FieldError {
 fn not_found(path: &Path, value: &str) -> FieldError {
     FieldError {
         field: path.into(),
-        kind: FieldErrorKind::Invalid(format!("{value:?}")),
-        detail: "not found".to_string(),
+        kind: FieldErrorKind::NotFound(format!("{value:?}")),
+        detail: String::new(),
     }
 }
 

@@ -168,6 +168,9 @@ impl Api {
 
     /// Defaulting and validation (`old` on update).
     fn admit(&self, resource: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<(), Error> {
+        if resource.group.is_empty() && resource.plural == "secrets" {
+            merge_string_data(obj);
+        }
         defaults::apply_defaults(resource.group, resource.kind, obj)
             .map_err(|e| Error::BadRequest(format!("defaulting: {e}")))?;
         let errors = validation::validate(resource.group, resource.kind, obj, old);
@@ -594,6 +597,20 @@ pub fn schema_name(group: &str, kind: &str) -> Option<String> {
     visit_kind(group, kind, Name)
 }
 
+/// A Secret's write-only `stringData` is folded into `data` (base64), as upstream does; keys in
+/// both take the `stringData` value.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        secret["data"][k] = base64::engine::general_purpose::STANDARD.encode(text).into();
+    }
+}
+
 /// Server-set metadata and the status a new object starts with.
 fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value) {
     let meta = metadata_mut(obj);
@@ -962,6 +979,13 @@ mod tests {
         assert_eq!(next["status"]["replicas"], 1, "status only changes through /status");
         let status_only = merge_for_update(deploy, Some("status"), &current, json!({"spec": {"replicas": 5}, "status": {"replicas": 2}}));
         assert_eq!((status_only["spec"]["replicas"].as_i64(), status_only["status"]["replicas"].as_i64()), (Some(1), Some(2)));
+    }
+
+    #[test]
+    fn secret_string_data_is_folded_into_data() {
+        let mut s = json!({"data": {"a": "eA==", "b": "eA=="}, "stringData": {"b": "hi", "c": "yo"}});
+        merge_string_data(&mut s);
+        assert_eq!(s, json!({"data": {"a": "eA==", "b": "aGk=", "c": "eW8="}}));
     }
 
     #[test]

@@ -96,7 +96,7 @@ fn pod_spec_rules() {
             "spec.volumes[0].configMap.defaultMode: Invalid value: 1000: must be a number between 0 and 0777 (octal), both inclusive".into(),
         ]),
         ("mounts name existing volumes", json!({"containers": [container(json!({"volumeMounts": [{"name": "data", "mountPath": "/data"}]}))]}), vec![
-            "spec.containers[0].volumeMounts[0].name: Invalid value: \"data\": not found".into(),
+            "spec.containers[0].volumeMounts[0].name: Not found: \"data\"".into(),
         ]),
         ("mounts of good volumes are fine", json!({"containers": [container(json!({"volumeMounts": [{"name": "data", "mountPath": "/data"}]}))], "volumes": [{"name": "data"}]}), vec![]),
         ("mount paths are unique", json!({"containers": [container(json!({"volumeMounts": [{"name": "d", "mountPath": "/d"}, {"name": "d", "mountPath": "/d"}]}))], "volumes": [{"name": "d"}]}), vec![
