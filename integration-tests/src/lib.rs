@@ -80,9 +80,37 @@ fn spawn_etcd(args: &[String]) -> Result<Child> {
         .context("starting etcd (is etcd-server installed? run deploy/setup-host)")
 }
 
+/// Client TLS material for an etcd that requires client certificates.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl EtcdTls {
+    pub fn for_apiserver(&self) -> apiserver::storage::EtcdTls {
+        apiserver::storage::EtcdTls {
+            ca_file: Some(self.ca.clone()),
+            cert_file: Some(self.client_cert.clone()),
+            key_file: Some(self.client_key.clone()),
+        }
+    }
+
+    fn connect_options(&self) -> Result<etcd_client::ConnectOptions> {
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&self.ca)?))
+            .identity(etcd_client::Identity::from_pem(std::fs::read(&self.client_cert)?, std::fs::read(&self.client_key)?));
+        Ok(etcd_client::ConnectOptions::new().with_tls(tls))
+    }
+}
+
 /// An etcd cluster of one or more members on loopback.
 pub struct Etcd {
     pub members: Vec<EtcdMember>,
+    pub tls: Option<EtcdTls>,
     dir: std::sync::Arc<TempDir>,
 }
 
@@ -91,15 +119,25 @@ impl Etcd {
         Self::cluster(1).await
     }
 
+    /// One member serving clients over TLS and requiring client certificates.
+    pub async fn start_tls(pki: &Pki) -> Result<Self> {
+        Self::cluster_with(1, Some(pki.etcd_tls()?)).await
+    }
+
     pub async fn cluster(size: usize) -> Result<Self> {
+        Self::cluster_with(size, None).await
+    }
+
+    async fn cluster_with(size: usize, tls: Option<EtcdTls>) -> Result<Self> {
         let dir = std::sync::Arc::new(TempDir::new("etcd")?);
         let ports: Vec<(u16, u16)> = (0..size).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
         let initial: Vec<String> = ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
         let mut members = Vec::new();
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
-            let client_url = format!("http://127.0.0.1:{client}");
-            let args: Vec<String> = vec![
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let client_url = format!("{scheme}://127.0.0.1:{client}");
+            let mut args: Vec<String> = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", dir.path().join(&name).display()),
                 format!("--listen-client-urls={client_url}"),
@@ -113,9 +151,17 @@ impl Etcd {
                 "--heartbeat-interval=50".into(),
                 "--election-timeout=500".into(),
             ];
+            if let Some(t) = &tls {
+                args.extend([
+                    format!("--cert-file={}", t.server_cert.display()),
+                    format!("--key-file={}", t.server_key.display()),
+                    format!("--trusted-ca-file={}", t.ca.display()),
+                    "--client-cert-auth".into(),
+                ]);
+            }
             members.push(EtcdMember { child: Some(spawn_etcd(&args)?), name, client_url, args, _dir: dir.clone() });
         }
-        let etcd = Etcd { members, dir };
+        let etcd = Etcd { members, tls, dir };
         etcd.wait_healthy(Duration::from_secs(30)).await?;
         Ok(etcd)
     }
@@ -133,9 +179,9 @@ impl Etcd {
         let deadline = Instant::now() + timeout;
         loop {
             let attempt = async {
-                let mut c = etcd_client::Client::connect(self.endpoints(), None).await?;
+                let mut c = self.client().await?;
                 c.put("/rkube-test/health", "ok", None).await?;
-                Ok::<_, etcd_client::Error>(())
+                Ok::<_, anyhow::Error>(())
             };
             match tokio::time::timeout(Duration::from_secs(2), attempt).await {
                 Ok(Ok(())) => return Ok(()),
@@ -146,7 +192,8 @@ impl Etcd {
     }
 
     pub async fn client(&self) -> Result<etcd_client::Client> {
-        Ok(etcd_client::Client::connect(self.endpoints(), None).await?)
+        let options = self.tls.as_ref().map(EtcdTls::connect_options).transpose()?;
+        Ok(etcd_client::Client::connect(self.endpoints(), options).await?)
     }
 }
 
@@ -198,6 +245,21 @@ impl Pki {
         Ok(pki)
     }
 
+    /// Serving and client certificates for etcd, signed by this CA.
+    pub fn etcd_tls(&self) -> Result<EtcdTls> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, "etcd");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        let server_cert = self.dir.path().join("etcd-server.crt");
+        let server_key = self.dir.path().join("etcd-server.key");
+        std::fs::write(&server_cert, cert.pem())?;
+        std::fs::write(&server_key, key.serialize_pem())?;
+        let (client_cert, client_key) = self.client_cert("apiserver-etcd-client", &[])?;
+        Ok(EtcdTls { ca: self.ca_cert.clone(), server_cert, server_key, client_cert, client_key })
+    }
+
     /// Writes a client certificate for `user` in `groups`; returns (cert, key) paths.
     pub fn client_cert(&self, user: &str, groups: &[&str]) -> Result<(PathBuf, PathBuf)> {
         let key = KeyPair::generate()?;
@@ -216,14 +278,20 @@ impl Pki {
 
     /// A kubeconfig for `server` authenticating with the admin certificate.
     pub fn kubeconfig(&self, server: SocketAddr) -> Result<PathBuf> {
-        let path = self.dir.path().join(format!("kubeconfig-{}", server.port()));
+        let user = format!("    client-certificate: {}\n    client-key: {}\n", self.admin_cert.display(), self.admin_key.display());
+        self.kubeconfig_as(server, "admin", &user)
+    }
+
+    /// A kubeconfig for `server` whose user section is `user_yaml` (a token, or nothing for an
+    /// anonymous client).
+    pub fn kubeconfig_as(&self, server: SocketAddr, name: &str, user_yaml: &str) -> Result<PathBuf> {
+        let path = self.dir.path().join(format!("kubeconfig-{}-{name}", server.port()));
+        let user = if user_yaml.is_empty() { "    {}\n" } else { user_yaml };
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: https://{server}\n    certificate-authority: {ca}\n\
-             users:\n- name: admin\n  user:\n    client-certificate: {cert}\n    client-key: {key}\n\
-             contexts:\n- name: admin@rkube\n  context:\n    cluster: rkube\n    user: admin\n    namespace: default\ncurrent-context: admin@rkube\n",
+             users:\n- name: {name}\n  user:\n{user}\
+             contexts:\n- name: {name}@rkube\n  context:\n    cluster: rkube\n    user: {name}\n    namespace: default\ncurrent-context: {name}@rkube\n",
             ca = self.ca_cert.display(),
-            cert = self.admin_cert.display(),
-            key = self.admin_key.display(),
         );
         std::fs::write(&path, text)?;
         Ok(path)
@@ -275,9 +343,7 @@ impl ApiServer {
     }
 
     pub async fn client(&self) -> Result<kube::Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        Ok(kube::Client::try_from(config)?)
+        client_from(&self.kubeconfig).await
     }
 
     async fn wait_ready(&self, timeout: Duration) -> Result<()> {
@@ -315,6 +381,13 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// A kube-rs client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// etcd, PKI and one API server: what most tests need.

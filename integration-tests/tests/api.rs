@@ -289,3 +289,48 @@ async fn watches_resume_filter_and_expire() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn only_authenticated_clients_get_past_health() -> Result<()> {
+    let etcd = integration_tests::Etcd::start().await?;
+    let pki = integration_tests::Pki::generate()?;
+    let tokens = pki.dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "s3cret,alice,1001,\"dev,ops\"\n")?;
+    let api = ApiServer::start_with(&etcd.endpoints(), &pki, |c| c.token_auth_file = Some(tokens.clone())).await?;
+    let get = |path: &str| http::Request::get(path).body(Vec::new()).expect("request");
+
+    let anonymous = integration_tests::client_from(&pki.kubeconfig_as(api.addr, "anon", "")?).await?;
+    for path in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(anonymous.request_text(get(path)).await?, "ok", "{path}");
+    }
+    for path in ["/api", "/version", "/api/v1/namespaces", "/metrics"] {
+        let err = anonymous.request_text(get(path)).await.expect_err("anonymous");
+        assert_eq!(status_code(&err), Some(401), "{path}");
+    }
+    let alice = integration_tests::client_from(&pki.kubeconfig_as(api.addr, "alice", "    token: s3cret\n")?).await?;
+    let ns: Api<Namespace> = Api::all(alice);
+    assert!(ns.get_opt("default").await?.is_some());
+    let mallory = integration_tests::client_from(&pki.kubeconfig_as(api.addr, "mallory", "    token: guess\n")?).await?;
+    let err = mallory.request_text(get("/api/v1/namespaces")).await.expect_err("bad token");
+    assert_eq!(status_code(&err), Some(401));
+    Ok(())
+}
+
+#[tokio::test]
+async fn etcd_over_tls_with_client_certificates() -> Result<()> {
+    let pki = integration_tests::Pki::generate()?;
+    let etcd = integration_tests::Etcd::start_tls(&pki).await?;
+    let tls = etcd.tls.clone().expect("tls");
+    // Without a client certificate etcd refuses the API server.
+    let plain = apiserver::storage::Store::connect(&etcd.endpoints(), &apiserver::storage::EtcdTls { ca_file: Some(tls.ca.clone()), ..Default::default() }, Default::default()).await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(store) => tokio::time::timeout(Duration::from_secs(5), store.revision()).await.map_or(true, |r| r.is_err()),
+    };
+    assert!(refused, "etcd accepted a client without a certificate");
+    let api = ApiServer::start_with(&etcd.endpoints(), &pki, |c| c.etcd_tls = tls.for_apiserver()).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(api.client().await?, "default");
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "over-tls"}}))?).await?;
+    assert!(cms.get_opt("over-tls").await?.is_some());
+    Ok(())
+}
