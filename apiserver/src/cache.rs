@@ -7,7 +7,7 @@
 //! every event exactly once — either in its replay or on the broadcast channel.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use api_types::registry::ResourceInfo;
@@ -26,36 +26,64 @@ pub const DEFAULT_HISTORY: usize = 10_000;
 /// Events a slow watcher may fall behind before its watch is closed (it then re-watches).
 const BROADCAST_CAPACITY: usize = 16_384;
 
-/// One object as the cache holds it: parsed, and encoded once for every reader.
+/// One object as the cache holds it: its served encoding (made once, shared by every reader),
+/// its labels, and its parsed value, which is only built when something needs it (field
+/// selectors, tables): most writes are only ever forwarded as bytes.
 #[derive(Debug, Clone)]
 pub struct Object {
     pub key: String,
-    pub value: Value,
     pub json: Bytes,
     pub labels: BTreeMap<String, String>,
     pub revision: i64,
+    value: OnceLock<Value>,
+}
+
+/// Just the labels of an object, read without building the rest.
+#[derive(serde::Deserialize)]
+struct LabelsOnly {
+    #[serde(default)]
+    metadata: MetadataLabels,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct MetadataLabels {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
 }
 
 impl Object {
-    /// An object read from etcd; an undecodable value becomes `null` (and is logged).
-    pub fn from_kv(kv: Kv) -> Self {
-        let value = serde_json::from_slice(&kv.value).unwrap_or_else(|e| {
-            warn!(key = %kv.key, error = %e, "undecodable object in etcd");
-            Value::Null
-        });
-        Object::new(kv.key, value, kv.mod_revision)
+    /// An object read from etcd: the stored bytes with the resourceVersion spliced in. None
+    /// (logged) when the bytes are not a JSON object with metadata.
+    pub fn from_kv(kv: Kv) -> Option<Self> {
+        let labels = match serde_json::from_slice::<LabelsOnly>(&kv.value) {
+            Ok(l) => l.metadata.labels.unwrap_or_default(),
+            Err(e) => {
+                warn!(key = %kv.key, error = %e, "undecodable object in etcd");
+                return None;
+            }
+        };
+        let Some(json) = object::with_resource_version(&kv.value, kv.mod_revision) else {
+            warn!(key = %kv.key, "object in etcd has no metadata");
+            return None;
+        };
+        Some(Object { key: kv.key, json: Bytes::from(json), labels, revision: kv.mod_revision, value: OnceLock::new() })
+    }
+
+    /// The parsed object (with its resourceVersion).
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| serde_json::from_slice(&self.json).unwrap_or(Value::Null))
     }
 
     /// The same object stamped with another resourceVersion (a deletion's, say).
     pub fn with_revision(&self, revision: i64) -> Self {
-        Object::new(self.key.clone(), self.value.clone(), revision)
+        Object::new(self.key.clone(), self.value().clone(), revision)
     }
 
     fn new(key: String, mut value: Value, revision: i64) -> Self {
         object::set_resource_version(&mut value, revision);
         let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
         let labels = object::labels(&value);
-        Object { key, value, json, labels, revision }
+        Object { key, json, labels, revision, value: OnceLock::from(value) }
     }
 }
 
@@ -252,7 +280,7 @@ impl Cache {
         let mut revision = self.relist(store).await?;
         // Resume the watch from where we are while it can be resumed; relist only on compaction.
         loop {
-            let mut stream = store.watch(&self.0.prefix, revision + 1).await?;
+            let mut stream = store.watch(&self.0.prefix, revision + 1, false).await?;
             let mut progress_tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 let message = tokio::select! {
@@ -300,13 +328,8 @@ impl Cache {
     async fn relist(&self, store: &Store) -> Result<i64, StorageError> {
         let page = store.list(&self.0.prefix, None, 0, 0).await?;
         let mut fresh = BTreeMap::new();
-        for kv in page.kvs {
-            match serde_json::from_slice::<Value>(&kv.value) {
-                Ok(v) => {
-                    fresh.insert(kv.key.clone(), Arc::new(Object::new(kv.key, v, kv.mod_revision)));
-                }
-                Err(e) => warn!(key = %kv.key, error = %e, "skipping undecodable object"),
-            }
+        for obj in page.kvs.into_iter().filter_map(Object::from_kv) {
+            fresh.insert(obj.key.clone(), Arc::new(obj));
         }
         let revision = page.revision;
         let mut state = self.write();
@@ -323,7 +346,7 @@ impl Cache {
         }
         for (key, prev) in old {
             if !fresh.contains_key(&key) {
-                let gone = Arc::new(Object::new(key, prev.value.clone(), revision));
+                let gone = Arc::new(prev.with_revision(revision));
                 let ev = Event { kind: EventKind::Deleted, object: gone, prev: Some(prev), revision };
                 let _ = self.0.events.send(Arc::new(ev));
             }
@@ -338,25 +361,20 @@ impl Cache {
     }
 
     fn apply_put(&self, kv: Kv) {
-        let value = match serde_json::from_slice::<Value>(&kv.value) {
-            Ok(v) => v,
-            Err(e) => {
-                warn!(key = %kv.key, error = %e, "skipping undecodable object");
-                return;
-            }
-        };
-        let obj = Arc::new(Object::new(kv.key.clone(), value, kv.mod_revision));
+        let Some(obj) = Object::from_kv(kv) else { return };
+        let obj = Arc::new(obj);
+        let revision = obj.revision;
         let mut state = self.write();
-        let prev = state.objects.insert(kv.key, obj.clone());
+        let prev = state.objects.insert(obj.key.clone(), obj.clone());
         let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
-        self.record(&mut state, Event { kind, object: obj, prev, revision: kv.mod_revision });
+        self.record(&mut state, Event { kind, object: obj, prev, revision });
     }
 
     fn apply_delete(&self, kv: Kv, prev_kv: Option<Kv>) {
         let mut state = self.write();
         let cached = state.objects.remove(&kv.key);
         let last = match (&cached, prev_kv) {
-            (Some(c), _) => Some(c.value.clone()),
+            (Some(c), _) => Some(c.value().clone()),
             (None, Some(p)) => serde_json::from_slice(&p.value).ok(),
             (None, None) => None,
         };

@@ -74,9 +74,64 @@ pub fn resource_version(obj: &Value) -> Option<&str> {
 
 /// The bytes stored in etcd: the object without its resourceVersion.
 pub fn encode_for_storage(obj: &Value) -> Vec<u8> {
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        return serde_json::to_vec(obj).unwrap_or_default();
+    }
     let mut obj = obj.clone();
     metadata_mut(&mut obj).remove("resourceVersion");
     serde_json::to_vec(&obj).unwrap_or_default()
+}
+
+/// Stored bytes with `"resourceVersion":"<revision>"` spliced into the top-level metadata, so a
+/// reader gets the served encoding without re-serializing the object. None when the bytes have
+/// no top-level `metadata` object.
+pub fn with_resource_version(stored: &[u8], revision: i64) -> Option<Vec<u8>> {
+    let at = top_level_object_start(stored, b"metadata")?;
+    let rest = stored[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|i| stored[at + i]);
+    let field = format!("\"resourceVersion\":\"{revision}\"{}", if rest == Some(b'}') { "" } else { "," });
+    let mut out = Vec::with_capacity(stored.len() + field.len());
+    out.extend_from_slice(&stored[..at]);
+    out.extend_from_slice(field.as_bytes());
+    out.extend_from_slice(&stored[at..]);
+    Some(out)
+}
+
+/// The index just after the `{` that opens the value of top-level key `key`, if that value is an
+/// object. Tracks nesting and strings, so nested keys of the same name are not confused with it.
+fn top_level_object_start(json: &[u8], key: &[u8]) -> Option<usize> {
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                let end = i.min(json.len());
+                i += 1;
+                if depth == 1 && &json[start..end] == key {
+                    let mut j = i;
+                    while j < json.len() && json[j].is_ascii_whitespace() {
+                        j += 1;
+                    }
+                    if json.get(j) == Some(&b':') {
+                        j += 1;
+                        while j < json.len() && json[j].is_ascii_whitespace() {
+                            j += 1;
+                        }
+                        return (json.get(j) == Some(&b'{')).then_some(j + 1);
+                    }
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// An object read back from etcd, with its resourceVersion set from the key's mod_revision.
@@ -184,6 +239,25 @@ mod tests {
         assert!(!String::from_utf8_lossy(&bytes).contains("resourceVersion"));
         let back = decode_from_storage(&bytes, 42).expect("decodes");
         assert_eq!(resource_version(&back), Some("42"));
+    }
+
+    #[test]
+    fn the_resource_version_is_spliced_into_top_level_metadata_only() {
+        let cases = [
+            (r#"{"a":{"metadata":{"x":1}},"metadata":{"name":"n"}}"#, Some(r#"{"a":{"metadata":{"x":1}},"metadata":{"resourceVersion":"7","name":"n"}}"#)),
+            (r#"{"kind":"K","metadata":{}}"#, Some(r#"{"kind":"K","metadata":{"resourceVersion":"7"}}"#)),
+            (r#"{"s":"\"metadata\":{","metadata":{"a":"b"}}"#, Some(r#"{"s":"\"metadata\":{","metadata":{"resourceVersion":"7","a":"b"}}"#)),
+            (r#"{"metadata":null}"#, None),
+            (r#"{"spec":{}}"#, None),
+        ];
+        for (input, want) in cases {
+            let got = with_resource_version(input.as_bytes(), 7).map(|b| String::from_utf8(b).expect("utf8"));
+            assert_eq!(got.as_deref(), want, "{input}");
+            if let Some(g) = got {
+                let v: Value = serde_json::from_str(&g).expect("still valid JSON");
+                assert_eq!(resource_version(&v), Some("7"));
+            }
+        }
     }
 
     #[test]

@@ -252,14 +252,17 @@ impl Store {
         Ok(Page { kvs, revision: resp.header().map_or(revision, |h| h.revision()), remaining })
     }
 
-    /// Watches every key under `prefix` from `start_revision` (inclusive), with previous values
-    /// and progress notifications.
-    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, StorageError> {
-        let options = WatchOptions::new()
+    /// Watches every key under `prefix` from `start_revision` (inclusive), with progress
+    /// notifications, and with previous values if `prev_kv` (etcd then reads the previous
+    /// revision of every changed key: the watch cache has them in memory and does without).
+    pub async fn watch(&self, prefix: &str, start_revision: i64, prev_kv: bool) -> Result<WatchStream, StorageError> {
+        let mut options = WatchOptions::new()
             .with_range(prefix_end(prefix))
             .with_start_revision(start_revision)
-            .with_prev_key()
             .with_progress_notify();
+        if prev_kv {
+            options = options.with_prev_key();
+        }
         Ok(self.client.watch_client().watch(prefix, Some(options)).await?)
     }
 

@@ -49,6 +49,11 @@ pub struct EtcdMember {
 }
 
 impl EtcdMember {
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the member (SIGKILL by PID), keeping its data for [`EtcdMember::restart`].
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -381,6 +386,16 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)` field; utime and stime are the 14th and 15th overall.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(ticks as f64 / 100.0))
 }
 
 /// A kube-rs client from a kubeconfig file.

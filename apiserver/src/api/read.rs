@@ -89,7 +89,7 @@ impl Filter {
             && self
                 .fields
                 .as_ref()
-                .is_none_or(|f| f.matches(|field| object::field_value(self.resource, &obj.value, field)))
+                .is_none_or(|f| f.matches(|field| object::field_value(self.resource, obj.value(), field)))
     }
 }
 
@@ -184,7 +184,7 @@ impl Api {
             Representation::Table => {
                 let include = table::parse_include_object(query.value("includeObject").unwrap_or("Metadata"))
                     .ok_or_else(|| Error::BadRequest("includeObject must be one of None, Metadata or Object".into()))?;
-                let values: Vec<&Value> = result.items.iter().map(|o| &o.value).collect();
+                let values: Vec<&Value> = result.items.iter().map(|o| o.value()).collect();
                 let mut t = table::to_table(req.resource, &values, include, jiff::Timestamp::now());
                 t["metadata"] = json!({ "resourceVersion": result.revision.to_string() });
                 if let Some(c) = result.continue_token {
@@ -241,8 +241,7 @@ impl Api {
             }
             remaining = page.remaining;
             let last_key = page.kvs.last().map(|kv| kv.key.clone());
-            for kv in page.kvs {
-                let obj = Object::from_kv(kv);
+            for obj in page.kvs.into_iter().filter_map(Object::from_kv) {
                 if filter.matches(&obj) {
                     items.push(Arc::new(obj));
                 }
@@ -287,7 +286,7 @@ impl Api {
             Err(too_old) => {
                 let StartAt::After(from) = start else { unreachable!("snapshots are never too old") };
                 tracing::debug!(resource = req.resource.plural, from, oldest = too_old.oldest, "watch older than cache; reading etcd");
-                Source::Etcd(self.store.watch(filter.prefix(), from + 1).await?, from)
+                Source::Etcd(self.store.watch(filter.prefix(), from + 1, true).await?, from)
             }
         };
         let (tx, rx) = mpsc::channel::<Bytes>(256);
@@ -409,11 +408,13 @@ impl Writer {
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
                 let kv = crate::storage::Kv::from(kv);
-                let prev = ev.prev_kv().map(|p| Arc::new(Object::from_kv(crate::storage::Kv::from(p))));
+                let prev = ev.prev_kv().and_then(|p| Object::from_kv(crate::storage::Kv::from(p))).map(Arc::new);
                 let event = match ev.event_type() {
                     etcd_client::EventType::Put => {
                         let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
-                        Event { kind, revision: kv.mod_revision, object: Arc::new(Object::from_kv(kv)), prev }
+                        let revision = kv.mod_revision;
+                        let Some(object) = Object::from_kv(kv) else { continue };
+                        Event { kind, revision, object: Arc::new(object), prev }
                     }
                     etcd_client::EventType::Delete => {
                         let Some(p) = prev else { continue };
@@ -447,7 +448,7 @@ impl Writer {
         let line = match self.repr {
             Representation::Object => encode_event(kind, &obj.json),
             Representation::Table => {
-                let t = table::to_table(self.resource, &[&obj.value], table::IncludeObject::Metadata, jiff::Timestamp::now());
+                let t = table::to_table(self.resource, &[obj.value()], table::IncludeObject::Metadata, jiff::Timestamp::now());
                 encode_event(kind, &serde_json::to_vec(&t).unwrap_or_default())
             }
         };
@@ -490,8 +491,8 @@ mod tests {
     #[test]
     fn lists_are_concatenated_from_cached_encodings() {
         let items = vec![
-            Arc::new(Object::from_kv(crate::storage::Kv { key: "k1".into(), value: br#"{"metadata":{"name":"a"}}"#.to_vec(), mod_revision: 3 })),
-            Arc::new(Object::from_kv(crate::storage::Kv { key: "k2".into(), value: br#"{"metadata":{"name":"b"}}"#.to_vec(), mod_revision: 4 })),
+            Arc::new(Object::from_kv(crate::storage::Kv { key: "k1".into(), value: br#"{"metadata":{"name":"a"}}"#.to_vec(), mod_revision: 3 }).expect("object")),
+            Arc::new(Object::from_kv(crate::storage::Kv { key: "k2".into(), value: br#"{"metadata":{"name":"b"}}"#.to_vec(), mod_revision: 4 }).expect("object")),
         ];
         let head = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}});
         let list: Value = serde_json::from_slice(&encode_list(&head, &items)).expect("valid JSON");

@@ -106,21 +106,31 @@ impl Api {
         }
         let name = object::name(&obj).to_string();
         let key = self.key(resource, namespace.as_deref(), &name);
-        let generated = object::str_at(&obj, "/metadata/generateName").is_some() && query.value("dryRun").is_none();
+        let generate_prefix = object::str_at(&obj, "/metadata/generateName").filter(|_| query.value("dryRun").is_none()).map(str::to_string);
+        // Only Services can lose an allocation race and go round again with the same object.
+        let retries_allocation = resource.group.is_empty() && resource.plural == "services";
         for attempt in 0.. {
-            let mut candidate = obj.clone();
+            let mut candidate = if retries_allocation { obj.clone() } else { std::mem::take(&mut obj) };
             let extra = self.allocate(resource, &mut candidate, None)?;
             if query.dry_run()? {
                 return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
             }
-            match self.store.create(&key, object::encode_for_storage(&candidate), &extra).await {
+            let stored = object::encode_for_storage(&candidate);
+            match self.store.create(&key, stored.clone(), &extra).await {
                 Ok(rev) => {
-                    object::set_resource_version(&mut candidate, rev);
-                    return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
+                    // Answer with the stored bytes and the new resourceVersion: one encoding.
+                    let resp = match object::with_resource_version(&stored, rev) {
+                        Some(bytes) => super::bytes_response(StatusCode::CREATED, "application/json", bytes),
+                        None => {
+                            object::set_resource_version(&mut candidate, rev);
+                            json_response(StatusCode::CREATED, &candidate)
+                        }
+                    };
+                    return Ok(with_warnings(resp, &warnings));
                 }
-                Err(StorageError::AlreadyExists) if generated && attempt < MAX_RETRIES => {
-                    let prefix = object::str_at(&obj, "/metadata/generateName").unwrap_or_default().to_string();
-                    let fresh = api_types::names::generate_name(&prefix, || rand::random::<u32>());
+                Err(StorageError::AlreadyExists) if generate_prefix.is_some() && attempt < MAX_RETRIES => {
+                    let prefix = generate_prefix.as_deref().unwrap_or_default();
+                    let fresh = api_types::names::generate_name(prefix, || rand::random::<u32>());
                     return Box::pin(self.create_renamed(req, query, headers, body, fresh)).await;
                 }
                 Err(StorageError::AlreadyExists) => return Err(Error::already_exists(resource, &name)),
@@ -182,7 +192,7 @@ impl Api {
         let namespaces = api_types::registry::by_plural("", "v1", "namespaces").ok_or(Error::PathNotFound)?;
         let key = self.key(namespaces, None, ns);
         let found = match self.cache(namespaces).get(&key) {
-            Some(o) => Some(o.value.clone()),
+            Some(o) => Some(o.value().clone()),
             None => match self.store.get(&key).await?.0 {
                 Some(kv) => serde_json::from_slice::<Value>(&kv.value).ok(),
                 None => None,
@@ -449,14 +459,13 @@ impl Api {
         let filter = super::read::Filter::new(self, req, query)?;
         let page = self.store.list(filter.prefix(), None, 0, 0).await?;
         let mut deleted = Vec::new();
-        for kv in page.kvs {
-            let obj = crate::cache::Object::from_kv(kv);
+        for obj in page.kvs.into_iter().filter_map(crate::cache::Object::from_kv) {
             if !filter.matches(&obj) {
                 continue;
             }
             let mut one = req.clone();
-            one.name = Some(object::name(&obj.value).to_string());
-            one.namespace = object::namespace(&obj.value).map(str::to_string);
+            one.name = Some(object::name(obj.value()).to_string());
+            one.namespace = object::namespace(obj.value()).map(str::to_string);
             match self.delete_one(&one, query, &options).await {
                 Ok((_, v)) => deleted.push(v),
                 Err(Error::NotFound { .. }) => {}
