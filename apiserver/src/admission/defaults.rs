@@ -146,11 +146,10 @@ fn keep_absent_selector(
 ) -> Result<(), serde_json::Error> {
     let had_selector = obj.pointer("/spec/selector").is_some_and(|s| !s.is_null());
     f(obj)?;
-    if !had_selector {
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+    if !had_selector
+        && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
             spec.remove("selector");
         }
-    }
     Ok(())
 }
 

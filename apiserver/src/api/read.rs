@@ -347,12 +347,12 @@ struct Writer {
 impl Writer {
     async fn run(self, source: Source) {
         match source {
-            Source::Cache(sub) => self.from_cache(sub).await,
-            Source::Etcd(stream, from) => self.from_etcd(stream, from).await,
+            Source::Cache(sub) => self.follow_cache(sub).await,
+            Source::Etcd(stream, from) => self.follow_etcd(stream, from).await,
         }
     }
 
-    async fn from_cache(self, sub: Subscription) {
+    async fn follow_cache(self, sub: Subscription) {
         let Subscription { initial, mut live, after } = sub;
         let mut last = after;
         for ev in &initial {
@@ -388,7 +388,7 @@ impl Writer {
         }
     }
 
-    async fn from_etcd(self, mut stream: etcd_client::WatchStream, from: i64) {
+    async fn follow_etcd(self, mut stream: etcd_client::WatchStream, from: i64) {
         loop {
             let resp = tokio::select! {
                 m = stream.message() => m,

@@ -91,7 +91,7 @@ impl Api {
         if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
             match meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
                 Some(prefix) => {
-                    let name = api_types::names::generate_name(prefix, || rand::random::<u32>());
+                    let name = api_types::names::generate_name(prefix, rand::random::<u32>);
                     meta.insert("name".into(), name.into());
                 }
                 None => {
@@ -130,7 +130,7 @@ impl Api {
                 }
                 Err(StorageError::AlreadyExists) if generate_prefix.is_some() && attempt < MAX_RETRIES => {
                     let prefix = generate_prefix.as_deref().unwrap_or_default();
-                    let fresh = api_types::names::generate_name(prefix, || rand::random::<u32>());
+                    let fresh = api_types::names::generate_name(prefix, rand::random::<u32>);
                     return Box::pin(self.create_renamed(req, query, headers, body, fresh)).await;
                 }
                 Err(StorageError::AlreadyExists) => return Err(Error::already_exists(resource, &name)),
@@ -212,7 +212,7 @@ impl Api {
 
     /// ClusterIP/NodePort claims for a Service (nothing for other kinds).
     fn allocate(&self, resource: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        if resource.group != "" || resource.plural != "services" {
+        if !resource.group.is_empty() || resource.plural != "services" {
             return Ok(Vec::new());
         }
         let owner = format!("{}/{}", object::namespace(obj).unwrap_or_default(), object::name(obj));

@@ -132,15 +132,14 @@ pub(super) fn validate_pod_spec(spec: &core::PodSpec, path: &Path) -> Vec<FieldE
             names::is_dns1123_subdomain(name),
         ));
     }
-    if let Some(seconds) = spec.active_deadline_seconds {
-        if !(1..=i64::from(i32::MAX)).contains(&seconds) {
+    if let Some(seconds) = spec.active_deadline_seconds
+        && !(1..=i64::from(i32::MAX)).contains(&seconds) {
             errs.push(FieldError::invalid_raw(
                 path.child("activeDeadlineSeconds"),
                 seconds.to_string(),
                 "must be between 1 and 2147483647, inclusive",
             ));
         }
-    }
     for (field, value) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
             errs.extend(name_errors(
@@ -506,14 +505,13 @@ fn validate_probe(probe: &core::Probe, path: &Path) -> Vec<FieldError> {
         ("grpc", probe.grpc.is_some()),
     ];
     let mut errs = one_handler(path, &handlers);
-    if let Some(exec) = &probe.exec {
-        if exec.command.as_ref().is_none_or(Vec::is_empty) {
+    if let Some(exec) = &probe.exec
+        && exec.command.as_ref().is_none_or(Vec::is_empty) {
             errs.push(FieldError::required(
                 path.child("exec").child("command"),
                 "",
             ));
         }
-    }
     if let Some(http) = &probe.http_get {
         errs.extend(validate_http_get(http, &path.child("httpGet")));
     }
