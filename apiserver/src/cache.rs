@@ -155,7 +155,6 @@ struct Inner {
     state: RwLock<State>,
     events: broadcast::Sender<Arc<Event>>,
     revision: watch::Sender<i64>,
-    progress: tokio::sync::Notify,
 }
 
 impl Cache {
@@ -175,7 +174,6 @@ impl Cache {
             }),
             events,
             revision,
-            progress: tokio::sync::Notify::new(),
         }));
         let feeder = cache.clone();
         tokio::spawn(async move {
@@ -196,14 +194,16 @@ impl Cache {
         *self.0.revision.borrow()
     }
 
-    /// Waits until the cache has seen revision `at_least`, asking etcd for a progress
-    /// notification if nothing else arrives. False on timeout.
+    /// Waits until the cache has seen revision `at_least`; false on timeout. The cache only
+    /// learns of revisions through its own events and etcd's periodic progress notifications:
+    /// it never asks etcd for progress, because etcd 3.4 answers such a request with the store's
+    /// revision even while events for the watcher are still queued, which would let a reader
+    /// take a stale cache for a current one.
     pub async fn wait_for(&self, at_least: i64, timeout: Duration) -> bool {
         let mut rx = self.0.revision.subscribe();
         if *rx.borrow() >= at_least {
             return true;
         }
-        self.0.progress.notify_one();
         tokio::time::timeout(timeout, rx.wait_for(|r| *r >= at_least)).await.is_ok_and(|r| r.is_ok())
     }
 
@@ -281,14 +281,8 @@ impl Cache {
         // Resume the watch from where we are while it can be resumed; relist only on compaction.
         loop {
             let mut stream = store.watch(&self.0.prefix, revision + 1, false).await?;
-            let mut progress_tick = tokio::time::interval(Duration::from_secs(5));
             loop {
-                let message = tokio::select! {
-                    m = stream.message() => m?,
-                    () = self.0.progress.notified() => { stream.request_progress().await?; continue; }
-                    _ = progress_tick.tick() => { stream.request_progress().await?; continue; }
-                };
-                let Some(resp) = message else { break };
+                let Some(resp) = stream.message().await? else { break };
                 if resp.canceled() {
                     if resp.compact_revision() > 0 {
                         debug!(resource = self.0.resource.plural, "watch compacted; relisting");
@@ -298,7 +292,9 @@ impl Cache {
                 }
                 let header_rev = resp.header().map_or(0, |h| h.revision());
                 if resp.events().is_empty() {
-                    if !resp.created() && header_rev > revision {
+                    // etcd's periodic progress notification, sent through the watcher's own
+                    // channel, so every event up to its revision has been delivered.
+                    if !resp.created() && resp.watch_id() >= 0 && header_rev > revision {
                         revision = header_rev;
                         self.advance(revision);
                     }

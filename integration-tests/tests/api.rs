@@ -334,3 +334,59 @@ async fn etcd_over_tls_with_client_certificates() -> Result<()> {
     assert!(cms.get_opt("over-tls").await?.is_some());
     Ok(())
 }
+
+#[tokio::test]
+async fn deletecollection_bookmarks_generation_and_metrics() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for (name, keep) in [("a", "no"), ("b", "no"), ("c", "yes")] {
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name, "labels": {"keep": keep}}}))?;
+        cms.create(&PostParams::default(), &cm).await?;
+    }
+    // A list right after writes sees them (a consistent read).
+    let before: Vec<String> = cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    assert_eq!(before, vec!["a", "b", "c"]);
+    cms.delete_collection(&DeleteParams::default(), &ListParams::default().labels("keep=no")).await?;
+    let left: Vec<String> = cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    assert_eq!(left, vec!["c"]);
+
+    // Metadata-only changes leave generation alone; spec changes bump it.
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "gen"},
+        "spec": {"selector": {"matchLabels": {"app": "gen"}}, "template": {"metadata": {"labels": {"app": "gen"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    }))?;
+    deploys.create(&PostParams::default(), &d).await?;
+    let labelled = deploys.patch("gen", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await?;
+    assert_eq!(labelled.metadata.generation, Some(1));
+    let respec = deploys.patch("gen", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await?;
+    assert_eq!(respec.metadata.generation, Some(2));
+
+    // A watch that allows bookmarks gets one carrying a resourceVersion once there is progress.
+    let rv = cms.list(&ListParams::default()).await?.metadata.resource_version.expect("rv");
+    let mut stream = cms.watch(&WatchParams::default().timeout(30), &rv).await?.boxed();
+    cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "d"}}))?).await?;
+    let bookmark = tokio::time::timeout(Duration::from_secs(25), async {
+        while let Some(ev) = stream.try_next().await? {
+            if let WatchEvent::Bookmark(b) = ev {
+                return Ok::<_, kube::Error>(Some(b.metadata.resource_version));
+            }
+        }
+        Ok(None)
+    })
+    .await??;
+    assert!(bookmark.is_some_and(|v| v.parse::<i64>().is_ok_and(|v| v > 0)));
+
+    let metrics = client.request_text(http::Request::get("/metrics").body(Vec::new())?).await?;
+    for (family, labels) in [
+        ("rk_apiserver_requests_total{", ["verb=\"create\"", "resource=\"configmaps\"", "code=\"201\""].as_slice()),
+        ("rk_apiserver_request_duration_seconds_bucket{", &["verb=\"list\"", "resource=\"configmaps\""]),
+        ("rk_apiserver_etcd_request_duration_seconds_bucket{", &["operation=\"create\""]),
+        ("rk_apiserver_watchers{", &["resource=\"configmaps\""]),
+    ] {
+        let found = metrics.lines().any(|l| l.starts_with(family) && labels.iter().all(|x| l.contains(x)));
+        assert!(found, "{family} {labels:?} missing from /metrics");
+    }
+    Ok(())
+}

@@ -196,17 +196,17 @@ impl Api {
         Ok(resp)
     }
 
+    /// Serves a list from the watch cache when it is fresh enough for `rv` ("0": anything;
+    /// N: at least N), otherwise from etcd. A list without a resourceVersion must be current, and
+    /// with etcd 3.4 the cache cannot prove it is (see `Cache::wait_for`), so it reads etcd.
     async fn list_from_cache(&self, filter: &Filter, rv: Option<&str>) -> Result<ListResult, Error> {
         let cache = self.cache(filter.resource);
-        let wanted = match rv {
-            Some("0") => 0,
-            Some(v) => parse_rv(v)?,
-            None => self.store.revision().await?,
+        let fresh_enough = match rv {
+            None => false,
+            Some("0") => cache.revision() > 0,
+            Some(v) => cache.wait_for(parse_rv(v)?, Duration::from_millis(250)).await,
         };
-        if !cache.wait_for(wanted.max(1), Duration::from_secs(3)).await {
-            if rv.is_some() {
-                return Err(Error::Timeout(format!("Too large resource version: {wanted}, current: {}", cache.revision())));
-            }
+        if !fresh_enough {
             return self.list_from_etcd(filter, None, 0, None, false).await;
         }
         let (objects, revision) = cache.snapshot(filter.prefix());
@@ -271,19 +271,30 @@ impl Api {
         let initial_events = query.get("sendInitialEvents") == Some("true");
         let rv = query.value("resourceVersion");
         let cache = self.cache(req.resource).clone();
-        let start = match rv {
+        // Without a resourceVersion a watch starts from the current state: read from etcd (a
+        // consistent read), then follow changes after that revision.
+        let (start, current) = match rv {
             None => {
-                let now = self.store.revision().await?;
-                cache.wait_for(now, Duration::from_secs(3)).await;
-                StartAt::Snapshot
+                let listed = self.list_from_etcd(&filter, None, 0, None, false).await?;
+                (StartAt::After(listed.revision), Some(listed))
             }
-            Some("0") => StartAt::Snapshot,
-            Some(_) if initial_events => StartAt::Snapshot,
-            Some(v) => StartAt::After(parse_rv(v)?),
+            Some("0") => (StartAt::Snapshot, None),
+            Some(_) if initial_events => (StartAt::Snapshot, None),
+            Some(v) => (StartAt::After(parse_rv(v)?), None),
         };
         let source = match cache.subscribe(start) {
-            Ok(sub) => Source::Cache(sub),
+            Ok(mut sub) => {
+                if let Some(listed) = current {
+                    let added = listed.items.into_iter().map(|o| {
+                        Arc::new(Event { kind: EventKind::Added, revision: o.revision, object: o, prev: None })
+                    });
+                    sub.initial.splice(0..0, added);
+                }
+                Source::Cache(sub)
+            }
             Err(too_old) => {
+                // Never the case without a resourceVersion: etcd's current revision is at least the
+                // cache's, so the initial list above is never dropped here.
                 let StartAt::After(from) = start else { unreachable!("snapshots are never too old") };
                 tracing::debug!(resource = req.resource.plural, from, oldest = too_old.oldest, "watch older than cache; reading etcd");
                 Source::Etcd(self.store.watch(filter.prefix(), from + 1, true).await?, from)
