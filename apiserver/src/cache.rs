@@ -322,7 +322,7 @@ impl Cache {
     /// Loads every object and replaces the state, emitting the differences as events so that
     /// open watchers stay correct. Returns the revision of the list.
     async fn relist(&self, store: &Store) -> Result<i64, StorageError> {
-        let page = store.list(&self.0.prefix, None, 0, 0).await?;
+        let page = store.list_all(&self.0.prefix).await?;
         let mut fresh = BTreeMap::new();
         for obj in page.kvs.into_iter().filter_map(Object::from_kv) {
             fresh.insert(obj.key.clone(), Arc::new(obj));

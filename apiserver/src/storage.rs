@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, KvClient, WatchClient,
     TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 
@@ -79,10 +79,16 @@ pub struct Page {
     pub remaining: i64,
 }
 
+/// Largest etcd response accepted. Ranges are read in chunks of keys, but one chunk of large
+/// objects (etcd allows 1.5 MiB each) can still be far past gRPC's default of 4 MiB.
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
+
 /// A cheap-to-clone handle on the etcd cluster.
 #[derive(Clone)]
 pub struct Store {
     client: Client,
+    kv: KvClient,
+    watch: WatchClient,
     metrics: Metrics,
 }
 
@@ -104,7 +110,9 @@ impl Store {
             options = options.with_tls(t);
         }
         let client = Client::connect(endpoints, Some(options)).await?;
-        Ok(Store { client, metrics })
+        let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+        let watch = client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
+        Ok(Store { client, kv, watch, metrics })
     }
 
     fn observe(&self, operation: &'static str, start: Instant) {
@@ -114,7 +122,7 @@ impl Store {
     /// Reads one key; also returns the store's current revision.
     pub async fn get(&self, key: &str) -> Result<(Option<Kv>, i64), StorageError> {
         let start = Instant::now();
-        let resp = self.client.kv_client().get(key, None).await;
+        let resp = self.kv.clone().get(key, None).await;
         self.observe("get", start);
         let resp = resp?;
         let rev = resp.header().map_or(0, |h| h.revision());
@@ -144,7 +152,7 @@ impl Store {
             otherwise.push(TxnOp::get(k.as_str(), None));
         }
         let start = Instant::now();
-        let resp = self.client.kv_client().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
+        let resp = self.kv.clone().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
         self.observe("create", start);
         let resp = resp?;
         if resp.succeeded() {
@@ -181,7 +189,7 @@ impl Store {
         }
         then.extend(extra_delete.iter().map(|k| TxnOp::delete(k.as_str(), None)));
         let start = Instant::now();
-        let resp = self.client.kv_client().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
+        let resp = self.kv.clone().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
         self.observe("update", start);
         let resp = resp?;
         if resp.succeeded() {
@@ -239,7 +247,7 @@ impl Store {
             options = options.with_limit(limit);
         }
         let start_time = Instant::now();
-        let resp = self.client.kv_client().get(from, Some(options)).await;
+        let resp = self.kv.clone().get(from, Some(options)).await;
         self.observe("list", start_time);
         let resp = match resp {
             Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("compacted") => {
@@ -250,6 +258,20 @@ impl Store {
         let kvs: Vec<Kv> = resp.kvs().iter().map(Kv::from).collect();
         let remaining = resp.count() - kvs.len() as i64;
         Ok(Page { kvs, revision: resp.header().map_or(revision, |h| h.revision()), remaining })
+    }
+
+    /// Reads every key under `prefix` at one revision, in chunks of [`RANGE_CHUNK`] keys, so no
+    /// response exceeds gRPC's message limit however many objects there are.
+    pub async fn list_all(&self, prefix: &str) -> Result<Page, StorageError> {
+        let mut page = self.list(prefix, None, 0, RANGE_CHUNK).await?;
+        let revision = page.revision;
+        while page.remaining > 0 {
+            let Some(last) = page.kvs.last().map(|kv| format!("{}\0", kv.key)) else { break };
+            let next = self.list(prefix, Some(&last), revision, RANGE_CHUNK).await?;
+            page.remaining = next.remaining;
+            page.kvs.extend(next.kvs);
+        }
+        Ok(page)
     }
 
     /// Watches every key under `prefix` from `start_revision` (inclusive), with progress
@@ -263,15 +285,19 @@ impl Store {
         if prev_kv {
             options = options.with_prev_key();
         }
-        Ok(self.client.watch_client().watch(prefix, Some(options)).await?)
+        Ok(self.watch.clone().watch(prefix, Some(options)).await?)
     }
 
     /// Compacts history up to `revision` (tests and maintenance).
     pub async fn compact(&self, revision: i64) -> Result<(), StorageError> {
-        self.client.kv_client().compact(revision, None).await?;
+        self.kv.clone().compact(revision, None).await?;
         Ok(())
     }
 }
+
+/// Keys read per etcd range request: ~1,000 objects of a few KiB stay well under gRPC's 4 MiB
+/// message limit.
+pub const RANGE_CHUNK: i64 = 1000;
 
 /// The end of the range of keys starting with `prefix`.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {

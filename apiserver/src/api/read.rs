@@ -219,7 +219,8 @@ impl Api {
         let mut next = start;
         let mut remaining;
         loop {
-            let want = limit.map_or(0, |l| (l - items.len() as i64).max(1));
+            // Without a limit, etcd is still read in chunks (all at one revision).
+            let want = limit.map_or(crate::storage::RANGE_CHUNK, |l| (l - items.len() as i64).clamp(1, crate::storage::RANGE_CHUNK));
             let page = match self.store.list(filter.prefix(), next.as_deref(), revision, want).await {
                 Err(StorageError::Compacted { .. }) if continuing => {
                     return Err(Error::Expired(

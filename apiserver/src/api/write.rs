@@ -457,7 +457,7 @@ impl Api {
     pub(super) async fn delete_collection(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
         let options = DeleteOptions::parse(query, &body)?;
         let filter = super::read::Filter::new(self, req, query)?;
-        let page = self.store.list(filter.prefix(), None, 0, 0).await?;
+        let page = self.store.list_all(filter.prefix()).await?;
         let mut deleted = Vec::new();
         for obj in page.kvs.into_iter().filter_map(crate::cache::Object::from_kv) {
             if !filter.matches(&obj) {
