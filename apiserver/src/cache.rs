@@ -158,7 +158,7 @@ struct Inner {
 }
 
 impl Cache {
-    /// Creates the cache and starts its feeder; it is usable once [`Cache::wait_synced`] returns.
+    /// Creates the cache and starts its feeder; it is usable once its revision is above 0.
     pub fn start(store: Store, resource: &'static ResourceInfo, prefix: String, capacity: usize, stop: CancellationToken) -> Self {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let (revision, _) = watch::channel(0);
@@ -205,12 +205,6 @@ impl Cache {
             return true;
         }
         tokio::time::timeout(timeout, rx.wait_for(|r| *r >= at_least)).await.is_ok_and(|r| r.is_ok())
-    }
-
-    /// Waits until the first list has been loaded.
-    pub async fn wait_synced(&self) {
-        let mut rx = self.0.revision.subscribe();
-        let _ = rx.wait_for(|r| *r > 0).await;
     }
 
     /// The current objects under `prefix` (all of them for the resource prefix), in key order,

@@ -86,7 +86,6 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// A cheap-to-clone handle on the etcd cluster.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
     kv: KvClient,
     watch: WatchClient,
     metrics: Metrics,
@@ -112,7 +111,7 @@ impl Store {
         let client = Client::connect(endpoints, Some(options)).await?;
         let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let watch = client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
-        Ok(Store { client, kv, watch, metrics })
+        Ok(Store { kv, watch, metrics })
     }
 
     fn observe(&self, operation: &'static str, start: Instant) {
@@ -132,9 +131,7 @@ impl Store {
     /// The current revision of the store.
     pub async fn revision(&self) -> Result<i64, StorageError> {
         let start = Instant::now();
-        let resp = self
-            .client
-            .kv_client()
+        let resp = self.kv.clone()
             .get("\0", Some(GetOptions::new().with_count_only()))
             .await;
         self.observe("revision", start);
@@ -219,9 +216,7 @@ impl Store {
         let mut then = vec![TxnOp::delete(key, None)];
         then.extend(extra_delete.iter().map(|k| TxnOp::delete(k.as_str(), None)));
         let start = Instant::now();
-        let resp = self
-            .client
-            .kv_client()
+        let resp = self.kv.clone()
             .txn(Txn::new().when(when).and_then(then).or_else(vec![TxnOp::get(key, None)]))
             .await;
         self.observe("delete", start);
@@ -288,11 +283,6 @@ impl Store {
         Ok(self.watch.clone().watch(prefix, Some(options)).await?)
     }
 
-    /// Compacts history up to `revision` (tests and maintenance).
-    pub async fn compact(&self, revision: i64) -> Result<(), StorageError> {
-        self.kv.clone().compact(revision, None).await?;
-        Ok(())
-    }
 }
 
 /// Keys read per etcd range request: ~1,000 objects of a few KiB stay well under gRPC's 4 MiB

@@ -70,11 +70,6 @@ impl Api {
         self.caches.values().all(|c| c.revision() > 0)
     }
 
-    pub async fn wait_synced(&self) {
-        for cache in self.caches.values() {
-            cache.wait_synced().await;
-        }
-    }
 
     pub fn key(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
         crate::object::key(&self.root, resource, namespace, name)
@@ -90,7 +85,7 @@ impl Api {
             Verb::Update => self.update(req, query, headers, body).await,
             Verb::Patch => self.patch(req, query, headers, body).await,
             Verb::Delete => self.delete(req, query, body).await,
-            Verb::DeleteCollection => self.delete_collection(req, query, headers, body).await,
+            Verb::DeleteCollection => self.delete_collection(req, query, body).await,
         }
     }
 }

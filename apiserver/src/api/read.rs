@@ -141,7 +141,7 @@ impl Api {
         let obj = object::decode_from_storage(&kv.value, kv.mod_revision)
             .map_err(|e| Error::Internal(format!("stored object {key} is not valid JSON: {e}")))?;
         let obj = match req.subresource.as_deref() {
-            Some("scale") => super::write::scale_of(req.resource, &obj),
+            Some("scale") => super::write::scale_of(&obj),
             _ => obj,
         };
         Ok(match repr {

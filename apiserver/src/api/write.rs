@@ -26,6 +26,11 @@ fn now_rfc3339() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// Whether `resource` is the core-group resource `plural`.
+fn is_core(resource: &ResourceInfo, plural: &str) -> bool {
+    resource.group.is_empty() && resource.plural == plural
+}
+
 fn has_status(resource: &ResourceInfo) -> bool {
     resource.has_subresource("status")
 }
@@ -39,7 +44,7 @@ struct Decoded {
 impl Api {
     /// Decodes a body for `kind` (defaulting `apiVersion`/`kind` from the URL when absent and
     /// refusing others), applying `fieldValidation`.
-    fn decode_body(&self, resource: &ResourceInfo, kind: &str, api_version: &str, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Decoded, Error> {
+    fn decode_body(&self, kind: &str, api_version: &str, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Decoded, Error> {
         let validation = FieldValidation::parse(query.get("fieldValidation"))?;
         let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let format = decode::body_format(content_type)?;
@@ -65,7 +70,6 @@ impl Api {
         let (group, _) = split_api_version(api_version);
         let (typed, unknown) = decode::typed_round_trip(group, kind, &obj)?;
         let warnings = decode::field_problems(validation, &unknown, &duplicates)?;
-        let _ = resource;
         Ok(Decoded { obj: typed, warnings })
     }
 
@@ -80,7 +84,7 @@ impl Api {
             None => {}
         }
         let resource = req.resource;
-        let Decoded { mut obj, warnings } = self.decode_body(resource, resource.kind, &resource.api_version(), query, headers, &body)?;
+        let Decoded { mut obj, warnings } = self.decode_body(resource.kind, &resource.api_version(), query, headers, &body)?;
         let namespace = self.namespace_for(req, &obj)?;
         let meta = metadata_mut(&mut obj);
         if let Some(ns) = &namespace {
@@ -108,7 +112,7 @@ impl Api {
         let key = self.key(resource, namespace.as_deref(), &name);
         let generate_prefix = object::str_at(&obj, "/metadata/generateName").filter(|_| query.value("dryRun").is_none()).map(str::to_string);
         // Only Services can lose an allocation race and go round again with the same object.
-        let retries_allocation = resource.group.is_empty() && resource.plural == "services";
+        let retries_allocation = is_core(resource, "services");
         for attempt in 0.. {
             let mut candidate = if retries_allocation { obj.clone() } else { std::mem::take(&mut obj) };
             let extra = self.allocate(resource, &mut candidate, None)?;
@@ -178,7 +182,7 @@ impl Api {
 
     /// Defaulting and validation (`old` on update).
     fn admit(&self, resource: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<(), Error> {
-        if resource.group.is_empty() && resource.plural == "secrets" {
+        if is_core(resource, "secrets") {
             merge_string_data(obj);
         }
         defaults::apply_defaults(resource.group, resource.kind, obj)
@@ -191,16 +195,16 @@ impl Api {
     async fn check_namespace_open(&self, resource: &ResourceInfo, ns: &str) -> Result<(), Error> {
         let namespaces = api_types::registry::by_plural("", "v1", "namespaces").ok_or(Error::PathNotFound)?;
         let key = self.key(namespaces, None, ns);
-        let found = match self.cache(namespaces).get(&key) {
-            Some(o) => Some(o.value().clone()),
-            None => match self.store.get(&key).await?.0 {
-                Some(kv) => serde_json::from_slice::<Value>(&kv.value).ok(),
-                None => None,
-            },
+        let is_terminating = |ns: &Value| {
+            ns.pointer("/metadata/deletionTimestamp").is_some() || object::str_at(ns, "/status/phase") == Some("Terminating")
         };
-        let ns_obj = found.ok_or_else(|| Error::not_found(namespaces, ns))?;
-        let terminating = ns_obj.pointer("/metadata/deletionTimestamp").is_some()
-            || object::str_at(&ns_obj, "/status/phase") == Some("Terminating");
+        let terminating = match self.cache(namespaces).get(&key) {
+            Some(o) => is_terminating(o.value()),
+            None => {
+                let kv = self.store.get(&key).await?.0.ok_or_else(|| Error::not_found(namespaces, ns))?;
+                serde_json::from_slice::<Value>(&kv.value).is_ok_and(|v| is_terminating(&v))
+            }
+        };
         if terminating && resource.plural != "events" {
             return Err(Error::Forbidden(format!(
                 "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
@@ -212,7 +216,7 @@ impl Api {
 
     /// ClusterIP/NodePort claims for a Service (nothing for other kinds).
     fn allocate(&self, resource: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        if !resource.group.is_empty() || resource.plural != "services" {
+        if !is_core(resource, "services") {
             return Ok(Vec::new());
         }
         let owner = format!("{}/{}", object::namespace(obj).unwrap_or_default(), object::name(obj));
@@ -253,11 +257,11 @@ impl Api {
     pub(super) async fn update(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
         let resource = req.resource;
         if req.subresource.as_deref() == Some("scale") {
-            let Decoded { obj, warnings } = self.decode_body(resource, "Scale", "autoscaling/v1", query, headers, &body)?;
+            let Decoded { obj, warnings } = self.decode_body("Scale", "autoscaling/v1", query, headers, &body)?;
             let resp = self.write_scale(req, query, obj).await?;
             return Ok(with_warnings(resp, &warnings));
         }
-        let Decoded { obj, warnings } = self.decode_body(resource, resource.kind, &resource.api_version(), query, headers, &body)?;
+        let Decoded { obj, warnings } = self.decode_body(resource.kind, &resource.api_version(), query, headers, &body)?;
         let name = req.name.as_deref().unwrap_or_default();
         if object::name(&obj) != name {
             return Err(Error::BadRequest(format!(
@@ -298,7 +302,7 @@ impl Api {
         let definitions = self.definitions.clone();
         let apply = |current: &Value| -> Result<Value, Error> {
             let (group, kind, original) = if scale {
-                ("autoscaling", "Scale", scale_of(resource, current))
+                ("autoscaling", "Scale", scale_of(current))
             } else {
                 (resource.group, resource.kind, current.clone())
             };
@@ -332,7 +336,7 @@ impl Api {
             let mut sub = req.clone();
             sub.subresource = None;
             let resp = self.guaranteed_update(&sub, query, precondition, apply).await?;
-            rescale_response(resource, resp).await
+            rescale_response(resp).await
         } else {
             self.guaranteed_update(req, query, precondition, apply).await?
         };
@@ -359,23 +363,19 @@ impl Api {
             }
             let requested = change(&current)?;
             let mut next = merge_for_update(resource, req.subresource.as_deref(), &current, requested);
-            prepare_for_update(resource, &current, &mut next);
+            prepare_for_update(&current, &mut next);
             self.admit(resource, &mut next, Some(&current))?;
             if same_object(&current, &next) {
                 return Ok(json_response(StatusCode::OK, &current));
             }
             let extra = self.allocate(resource, &mut next, Some(&current))?;
-            let released = if resource.plural == "services" && resource.group.is_empty() {
-                self.allocator.released(&current, Some(&next))
-            } else {
-                Vec::new()
-            };
+            let released = self.released(resource, &current, Some(&next));
             if query.dry_run()? {
                 return Ok(json_response(StatusCode::OK, &next));
             }
             // A terminating object whose last finalizer went is deleted, not updated.
             if is_finalized(&next) {
-                let released = self.released_on_delete(resource, &current);
+                let released = self.released(resource, &current, None);
                 return match self.store.delete(&key, kv.mod_revision, &released).await {
                     Ok(_) => Ok(json_response(StatusCode::OK, &next)),
                     Err(StorageError::Conflict) if precondition.is_none() => continue,
@@ -403,12 +403,9 @@ impl Api {
         Err(Error::conflict(resource, name))
     }
 
-    fn released_on_delete(&self, resource: &ResourceInfo, obj: &Value) -> Vec<String> {
-        if resource.group.is_empty() && resource.plural == "services" {
-            self.allocator.released(obj, None)
-        } else {
-            Vec::new()
-        }
+    /// The allocation keys a Service gives up when it changes to `new`, or is deleted (None).
+    fn released(&self, resource: &ResourceInfo, old: &Value, new: Option<&Value>) -> Vec<String> {
+        if is_core(resource, "services") { self.allocator.released(old, new) } else { Vec::new() }
     }
 
     pub(super) async fn delete(&self, req: &ResourceRequest, query: &Query, body: Bytes) -> Result<Response<Body>, Error> {
@@ -430,7 +427,7 @@ impl Api {
             }
             let result = match &plan {
                 DeletePlan::Now => {
-                    let released = self.released_on_delete(resource, &current);
+                    let released = self.released(resource, &current, None);
                     self.store.delete(&key, kv.mod_revision, &released).await.map(|_| (StatusCode::OK, current.clone()))
                 }
                 DeletePlan::Mark(next) => self
@@ -454,7 +451,7 @@ impl Api {
         Err(Error::conflict(resource, name))
     }
 
-    pub(super) async fn delete_collection(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    pub(super) async fn delete_collection(&self, req: &ResourceRequest, query: &Query, body: Bytes) -> Result<Response<Body>, Error> {
         let options = DeleteOptions::parse(query, &body)?;
         let filter = super::read::Filter::new(self, req, query)?;
         let page = self.store.list_all(filter.prefix()).await?;
@@ -472,7 +469,6 @@ impl Api {
                 Err(e) => return Err(e),
             }
         }
-        let _ = headers;
         let list = json!({
             "kind": req.resource.list_kind(),
             "apiVersion": req.resource.api_version(),
@@ -484,7 +480,7 @@ impl Api {
 
     /// `pods/binding`: sets `spec.nodeName` of a pod that has none.
     async fn bind(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
-        let Decoded { obj: binding, .. } = self.decode_body(req.resource, "Binding", "v1", query, headers, &body)?;
+        let Decoded { obj: binding, .. } = self.decode_body("Binding", "v1", query, headers, &body)?;
         let node = object::str_at(&binding, "/target/name").filter(|n| !n.is_empty()).map(str::to_string);
         let Some(node) = node else {
             return Err(Error::invalid(req.resource, req.name.as_deref().unwrap_or_default(), vec![FieldError::required("target.name", "")]));
@@ -527,7 +523,7 @@ impl Api {
     /// `pods/eviction`: a delete with the eviction's options. (Disruption budgets come with the
     /// controller-manager.)
     async fn evict(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
-        let Decoded { obj: eviction, .. } = self.decode_body(req.resource, "Eviction", "policy/v1", query, headers, &body)?;
+        let Decoded { obj: eviction, .. } = self.decode_body("Eviction", "policy/v1", query, headers, &body)?;
         let options_body = serde_json::to_vec(&eviction["deleteOptions"]).unwrap_or_default();
         let options = if eviction["deleteOptions"].is_object() { DeleteOptions::parse(query, &options_body)? } else { DeleteOptions::parse(query, &[])? };
         let mut pod_req = req.clone();
@@ -542,23 +538,23 @@ impl Api {
         let mut parent = req.clone();
         parent.subresource = None;
         let resp = self.guaranteed_update(&parent, query, precondition, |current| Ok(with_replicas(current, &scale))).await?;
-        Ok(rescale_response(req.resource, resp).await)
+        Ok(rescale_response(resp).await)
     }
 }
 
 /// Turns a parent-object response into the Scale response the client asked for.
-async fn rescale_response(resource: &ResourceInfo, resp: Response<Body>) -> Response<Body> {
+async fn rescale_response(resp: Response<Body>) -> Response<Body> {
     use http_body_util::BodyExt;
     let (parts, body) = resp.into_parts();
     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(obj) => json_response(parts.status, &scale_of(resource, &obj)),
+        Ok(obj) => json_response(parts.status, &scale_of(&obj)),
         Err(_) => Response::from_parts(parts, super::full(bytes)),
     }
 }
 
 /// The `autoscaling/v1` Scale of a Deployment, ReplicaSet, StatefulSet or RC.
-pub fn scale_of(resource: &ResourceInfo, obj: &Value) -> Value {
+pub fn scale_of(obj: &Value) -> Value {
     let meta = &obj["metadata"];
     let selector = match obj.pointer("/spec/selector") {
         Some(Value::Object(s)) if s.contains_key("matchLabels") || s.contains_key("matchExpressions") => {
@@ -572,7 +568,6 @@ pub fn scale_of(resource: &ResourceInfo, obj: &Value) -> Value {
         Some(Value::Object(s)) => s.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","),
         _ => String::new(),
     };
-    let _ = resource;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -726,7 +721,7 @@ fn merge_for_update(resource: &ResourceInfo, subresource: Option<&str>, current:
 }
 
 /// Keeps what clients may not change, and bumps `generation` when the spec changed.
-fn prepare_for_update(resource: &ResourceInfo, current: &Value, next: &mut Value) {
+fn prepare_for_update(current: &Value, next: &mut Value) {
     let old = &current["metadata"];
     let meta = metadata_mut(next);
     for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace"] {
@@ -746,7 +741,6 @@ fn prepare_for_update(resource: &ResourceInfo, current: &Value, next: &mut Value
         let g = old["generation"].as_i64().unwrap_or(0) + 1;
         metadata_mut(next).insert("generation".into(), g.into());
     }
-    let _ = resource;
 }
 
 /// The object without metadata and status: what `generation` tracks.
@@ -886,7 +880,7 @@ fn plan_delete(resource: &ResourceInfo, current: &Value, options: &DeleteOptions
         finalizers.push(f.to_string());
         meta.insert("finalizers".into(), json!(finalizers));
     }
-    let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
+    let is_namespace = is_core(resource, "namespaces");
     let namespace_finalizers = is_namespace && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     let pod_grace = pod_grace_period(resource, current, options);
     let already = meta.contains_key("deletionTimestamp");
@@ -924,7 +918,7 @@ fn plan_delete(resource: &ResourceInfo, current: &Value, options: &DeleteOptions
 
 /// The grace period for a pod the kubelet must stop first, or None to delete at once.
 fn pod_grace_period(resource: &ResourceInfo, pod: &Value, options: &DeleteOptions) -> Option<i64> {
-    if !(resource.group.is_empty() && resource.plural == "pods") {
+    if !is_core(resource, "pods") {
         return None;
     }
     let bound = object::str_at(pod, "/spec/nodeName").is_some_and(|n| !n.is_empty());
@@ -982,7 +976,7 @@ mod tests {
         let current = json!({"metadata": {"name": "a", "uid": "u1", "generation": 3, "resourceVersion": "7"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
         let requested = json!({"metadata": {"name": "a", "uid": "forged"}, "spec": {"replicas": 2}, "status": {"replicas": 99}});
         let mut next = merge_for_update(deploy, None, &current, requested);
-        prepare_for_update(deploy, &current, &mut next);
+        prepare_for_update(&current, &mut next);
         assert_eq!(next["metadata"]["uid"], "u1");
         assert_eq!(next["metadata"]["generation"], 4);
         assert_eq!(next["status"]["replicas"], 1, "status only changes through /status");
@@ -1007,9 +1001,8 @@ mod tests {
 
     #[test]
     fn scale_reads_replicas_and_selector() {
-        let deploy = by_plural("apps", "v1", "deployments").expect("deployments");
         let d = json!({"metadata": {"name": "a", "namespace": "n", "resourceVersion": "5"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let s = scale_of(deploy, &d);
+        let s = scale_of(&d);
         assert_eq!((s["spec"]["replicas"].as_i64(), s["status"]["replicas"].as_i64()), (Some(3), Some(2)));
         assert_eq!(s["status"]["selector"], "app=web");
         assert_eq!(with_replicas(&d, &json!({"spec": {"replicas": 7}}))["spec"]["replicas"], 7);
