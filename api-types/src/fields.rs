@@ -60,16 +60,9 @@ impl FieldSelector {
         raw_terms.sort_unstable();
         let mut terms = Vec::new();
         for raw in raw_terms.into_iter().filter(|t| !t.is_empty()) {
-            let (field, op, value) =
-                split_term(raw).ok_or_else(|| FieldSelectorError::Unparseable {
-                    selector: s.to_string(),
-                    term: raw.to_string(),
-                })?;
-            terms.push(Term {
-                field: field.to_string(),
-                op,
-                value: unescape_value(value)?,
-            });
+            let (field, op, value) = split_term(raw)
+                .ok_or_else(|| FieldSelectorError::Unparseable { selector: s.to_string(), term: raw.to_string() })?;
+            terms.push(Term { field: field.to_string(), op, value: unescape_value(value)? });
         }
         Ok(Self { terms })
     }
@@ -85,17 +78,12 @@ impl FieldSelector {
 
     /// The terms as `(field, op, value)`, values unescaped.
     pub fn requirements(&self) -> impl Iterator<Item = (&str, Op, &str)> {
-        self.terms
-            .iter()
-            .map(|t| (t.field.as_str(), t.op, t.value.as_str()))
+        self.terms.iter().map(|t| (t.field.as_str(), t.op, t.value.as_str()))
     }
 
     /// The value `field` must equal, if a term says so (as `spec.nodeName=n1` does).
     pub fn requires_exact_match(&self, field: &str) -> Option<&str> {
-        self.terms
-            .iter()
-            .find(|t| t.field == field && t.op == Op::Equals)
-            .map(|t| t.value.as_str())
+        self.terms.iter().find(|t| t.field == field && t.op == Op::Equals).map(|t| t.value.as_str())
     }
 
     /// True for the selector that matches everything.
@@ -118,13 +106,7 @@ impl fmt::Display for FieldSelector {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(
-                f,
-                "{}{}{}",
-                term.field,
-                term.op.as_str(),
-                escape_value(&term.value)
-            )?;
+            write!(f, "{}{}{}", term.field, term.op.as_str(), escape_value(&term.value))?;
         }
         Ok(())
     }
@@ -167,8 +149,7 @@ fn split_terms(s: &str) -> Vec<&str> {
 
 /// Splits a term at its first operator; `==` is tried before `=` so it is not half-consumed.
 fn split_term(term: &str) -> Option<(&str, Op, &str)> {
-    const OPERATORS: [(&str, Op); 3] =
-        [("!=", Op::NotEquals), ("==", Op::Equals), ("=", Op::Equals)];
+    const OPERATORS: [(&str, Op); 3] = [("!=", Op::NotEquals), ("==", Op::Equals), ("=", Op::Equals)];
     term.char_indices().find_map(|(i, _)| {
         let rest = &term[i..];
         OPERATORS
@@ -205,10 +186,7 @@ mod tests {
     }
 
     fn object(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let fields: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let fields: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |field| fields.get(field).cloned()
     }
 
@@ -220,10 +198,7 @@ mod tests {
             ("a=b", "a=b"),
             ("a==b", "a=b"),
             ("a!=b", "a!=b"),
-            (
-                "spec.nodeName=n1,metadata.name=x",
-                "metadata.name=x,spec.nodeName=n1",
-            ),
+            ("spec.nodeName=n1,metadata.name=x", "metadata.name=x,spec.nodeName=n1"),
             ("a=b,,c=d", "a=b,c=d"),
             ("a=", "a="),
             ("a=x\\,y", "a=x\\,y"),
@@ -255,20 +230,8 @@ mod tests {
     #[test]
     fn parse_rejects_terms_without_operator_and_bad_escapes() {
         let cases = [
-            (
-                "a",
-                FieldSelectorError::Unparseable {
-                    selector: "a".into(),
-                    term: "a".into(),
-                },
-            ),
-            (
-                "a=b,c",
-                FieldSelectorError::Unparseable {
-                    selector: "a=b,c".into(),
-                    term: "c".into(),
-                },
-            ),
+            ("a", FieldSelectorError::Unparseable { selector: "a".into(), term: "a".into() }),
+            ("a=b,c", FieldSelectorError::Unparseable { selector: "a=b,c".into(), term: "c".into() }),
             ("a=b=c", FieldSelectorError::UnescapedChar('=')),
             ("a!==b", FieldSelectorError::UnescapedChar('=')),
             ("a=b\\", FieldSelectorError::InvalidEscape("\\".into())),
@@ -282,19 +245,12 @@ mod tests {
     #[test]
     fn errors_read_like_upstream() {
         let err = FieldSelector::parse("a=b,c").expect_err("no operator");
-        assert_eq!(
-            err.to_string(),
-            "invalid selector: 'a=b,c'; can't understand 'c'"
-        );
+        assert_eq!(err.to_string(), "invalid selector: 'a=b,c'; can't understand 'c'");
     }
 
     #[test]
     fn matches_compares_fields_with_absent_as_empty() {
-        let pod = object(&[
-            ("spec.nodeName", "n1"),
-            ("status.phase", "Running"),
-            ("metadata.name", "a,b"),
-        ]);
+        let pod = object(&[("spec.nodeName", "n1"), ("status.phase", "Running"), ("metadata.name", "a,b")]);
         let cases = [
             ("", true),
             ("spec.nodeName=n1", true),

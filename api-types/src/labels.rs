@@ -17,18 +17,11 @@ use crate::names::{is_qualified_name, is_valid_label_value};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
     #[error("unable to parse label selector: found '{found}', expected: {expected}")]
-    Syntax {
-        found: String,
-        expected: &'static str,
-    },
+    Syntax { found: String, expected: &'static str },
     #[error("invalid label key \"{key}\": {}", reasons.join("; "))]
     InvalidKey { key: String, reasons: Vec<String> },
     #[error("invalid label value \"{value}\" for key \"{key}\": {}", reasons.join("; "))]
-    InvalidValue {
-        key: String,
-        value: String,
-        reasons: Vec<String>,
-    },
+    InvalidValue { key: String, value: String, reasons: Vec<String> },
     #[error("invalid values for key \"{key}\": {reason}")]
     WrongValues { key: String, reason: &'static str },
     #[error("\"{0}\" is not a valid label selector operator")]
@@ -75,17 +68,9 @@ impl Requirement {
     pub fn new(key: &str, operator: Operator, values: Vec<String>) -> Result<Self, SelectorError> {
         let reasons = is_qualified_name(key);
         if !reasons.is_empty() {
-            return Err(SelectorError::InvalidKey {
-                key: key.to_string(),
-                reasons,
-            });
+            return Err(SelectorError::InvalidKey { key: key.to_string(), reasons });
         }
-        let wrong = |reason| {
-            Err(SelectorError::WrongValues {
-                key: key.to_string(),
-                reason,
-            })
-        };
+        let wrong = |reason| Err(SelectorError::WrongValues { key: key.to_string(), reason });
         match operator {
             Operator::In | Operator::NotIn if values.is_empty() => {
                 return wrong("for 'in', 'notin' operators, values set can't be empty");
@@ -109,21 +94,13 @@ impl Requirement {
         for value in &values {
             let reasons = is_valid_label_value(value);
             if !reasons.is_empty() {
-                return Err(SelectorError::InvalidValue {
-                    key: key.to_string(),
-                    value: value.clone(),
-                    reasons,
-                });
+                return Err(SelectorError::InvalidValue { key: key.to_string(), value: value.clone(), reasons });
             }
         }
         let mut values = values;
         values.sort();
         values.dedup();
-        Ok(Self {
-            key: key.to_string(),
-            operator,
-            values,
-        })
+        Ok(Self { key: key.to_string(), operator, values })
     }
 
     pub fn key(&self) -> &str {
@@ -149,16 +126,10 @@ impl Requirement {
             Operator::DoesNotExist => label.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
                 let as_int = |v: &String| v.parse::<i64>().ok();
-                let (Some(have), Some(bound)) =
-                    (label.and_then(as_int), self.values.first().and_then(as_int))
-                else {
+                let (Some(have), Some(bound)) = (label.and_then(as_int), self.values.first().and_then(as_int)) else {
                     return false;
                 };
-                if self.operator == Operator::GreaterThan {
-                    have > bound
-                } else {
-                    have < bound
-                }
+                if self.operator == Operator::GreaterThan { have > bound } else { have < bound }
             }
         }
     }
@@ -189,23 +160,14 @@ impl LabelSelector {
 
     /// Parses the `labelSelector` string syntax; the empty string selects everything.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
-        Parser {
-            tokens: lex(s),
-            pos: 0,
-        }
-        .selector()
-        .map(Self::new)
+        Parser { tokens: lex(s), pos: 0 }.selector().map(Self::new)
     }
 
     /// Converts a non-nil `metav1.LabelSelector`; an empty one selects everything.
     pub fn from_label_selector(sel: &metav1::LabelSelector) -> Result<Self, SelectorError> {
         let mut requirements = Vec::new();
         for (key, value) in sel.match_labels.iter().flatten() {
-            requirements.push(Requirement::new(
-                key,
-                Operator::Equals,
-                vec![value.clone()],
-            )?);
+            requirements.push(Requirement::new(key, Operator::Equals, vec![value.clone()])?);
         }
         for expr in sel.match_expressions.iter().flatten() {
             let operator = match expr.operator.as_str() {
@@ -215,11 +177,7 @@ impl LabelSelector {
                 "DoesNotExist" => Operator::DoesNotExist,
                 other => return Err(SelectorError::UnknownOperator(other.to_string())),
             };
-            requirements.push(Requirement::new(
-                &expr.key,
-                operator,
-                expr.values.clone().unwrap_or_default(),
-            )?);
+            requirements.push(Requirement::new(&expr.key, operator, expr.values.clone().unwrap_or_default())?);
         }
         Ok(Self::new(requirements))
     }
@@ -440,10 +398,7 @@ impl Parser {
 }
 
 fn syntax(found: Option<&Token>, expected: &'static str) -> SelectorError {
-    SelectorError::Syntax {
-        found: Token::literal(found),
-        expected,
-    }
+    SelectorError::Syntax { found: Token::literal(found), expected }
 }
 
 #[cfg(test)]
@@ -452,10 +407,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn parse(s: &str) -> LabelSelector {
@@ -484,10 +436,7 @@ mod tests {
             ("z=1, a=2 ,m", "a=2,m,z=1"),
             (" x = y , ! z ", "x=y,!z"),
             ("\tapp\n in\r(web)", "app in (web)"),
-            (
-                "in in (in), notin notin (notin)",
-                "in in (in),notin notin (notin)",
-            ),
+            ("in in (in), notin notin (notin)", "in in (in),notin notin (notin)"),
             ("a=in", "a=in"),
             ("example.com/App_1=V.2", "example.com/App_1=V.2"),
         ];
@@ -508,10 +457,7 @@ mod tests {
     fn parse_rejects_malformed_selectors() {
         let cases = [
             ("a,", "found '', expected: identifier after ','"),
-            (
-                ",a",
-                "found ',', expected: !, identifier, or 'end of string'",
-            ),
+            (",a", "found ',', expected: !, identifier, or 'end of string'"),
             ("a,,b", "found ',', expected: identifier after ','"),
             ("a b", "found 'b', expected: in, notin, =, ==, !=, gt, lt"),
             ("a=b c", "found 'c', expected: ',' or 'end of string'"),
@@ -524,68 +470,36 @@ mod tests {
             ("!a=b", "found '=', expected: ',' or 'end of string'"),
             ("!", "found '', expected: identifier"),
             ("!!a", "found '!', expected: identifier"),
-            (
-                "=a",
-                "found '=', expected: !, identifier, or 'end of string'",
-            ),
+            ("=a", "found '=', expected: !, identifier, or 'end of string'"),
         ];
         for (input, want) in cases {
             let err = LabelSelector::parse(input).expect_err(input);
-            assert!(
-                matches!(err, SelectorError::Syntax { .. }),
-                "{input}: {err}"
-            );
+            assert!(matches!(err, SelectorError::Syntax { .. }), "{input}: {err}");
             assert!(err.to_string().ends_with(want), "{input}: {err}");
         }
     }
 
     #[test]
     fn parse_validates_keys_and_values() {
-        let bad_keys = [
-            "-a=b",
-            "a/b/c",
-            "a_",
-            &format!("{}=x", "k".repeat(64)),
-            "Example.com/a",
-            "/a",
-        ];
+        let bad_keys = ["-a=b", "a/b/c", "a_", &format!("{}=x", "k".repeat(64)), "Example.com/a", "/a"];
         for input in bad_keys {
             let err = LabelSelector::parse(input).expect_err(input);
-            assert!(
-                matches!(err, SelectorError::InvalidKey { .. }),
-                "{input}: {err}"
-            );
+            assert!(matches!(err, SelectorError::InvalidKey { .. }), "{input}: {err}");
         }
-        let bad_values = [
-            "a=-b",
-            "a in (x,y/z)",
-            "a!=b_",
-            &format!("a={}", "v".repeat(64)),
-        ];
+        let bad_values = ["a=-b", "a in (x,y/z)", "a!=b_", &format!("a={}", "v".repeat(64))];
         for input in bad_values {
             let err = LabelSelector::parse(input).expect_err(input);
-            assert!(
-                matches!(err, SelectorError::InvalidValue { .. }),
-                "{input}: {err}"
-            );
+            assert!(matches!(err, SelectorError::InvalidValue { .. }), "{input}: {err}");
         }
         for input in ["a>b", "a<1.5", "a>"] {
             let err = LabelSelector::parse(input).expect_err(input);
-            assert!(
-                matches!(err, SelectorError::WrongValues { .. }),
-                "{input}: {err}"
-            );
+            assert!(matches!(err, SelectorError::WrongValues { .. }), "{input}: {err}");
         }
     }
 
     #[test]
     fn matches_follows_upstream_semantics() {
-        let web = labels(&[
-            ("app", "web"),
-            ("tier", "front"),
-            ("replicas", "3"),
-            ("empty", ""),
-        ]);
+        let web = labels(&[("app", "web"), ("tier", "front"), ("replicas", "3"), ("empty", "")]);
         let none = labels(&[]);
         let cases = [
             ("", &web, true),
@@ -622,11 +536,7 @@ mod tests {
             ("app=web,!canary,replicas>1", &web, true),
         ];
         for (selector, labels, want) in cases {
-            assert_eq!(
-                parse(selector).matches(labels),
-                want,
-                "{selector:?} on {labels:?}"
-            );
+            assert_eq!(parse(selector).matches(labels), want, "{selector:?} on {labels:?}");
         }
     }
 
@@ -635,16 +545,12 @@ mod tests {
         let ten = labels(&[("n", "10")]);
         assert!(parse("n>9").matches(&ten));
         assert!(!parse("n<9").matches(&ten));
-        assert!(
-            LabelSelector::parse("n>-1").is_err(),
-            "'-1' is not a valid label value"
-        );
+        assert!(LabelSelector::parse("n>-1").is_err(), "'-1' is not a valid label value");
     }
 
     #[test]
     fn empty_selector_object_matches_everything() {
-        let sel = LabelSelector::from_label_selector(&metav1::LabelSelector::default())
-            .expect("empty is valid");
+        let sel = LabelSelector::from_label_selector(&metav1::LabelSelector::default()).expect("empty is valid");
         assert!(sel.is_empty());
         assert!(sel.matches(&labels(&[("any", "thing")])));
     }
@@ -669,68 +575,27 @@ mod tests {
             ]),
         };
         let sel = LabelSelector::from_label_selector(&sel).expect("valid selector");
-        assert_eq!(
-            sel.to_string(),
-            "app=web,!canary,env in (dev,prod),owner,tier=front,zone notin (a)"
-        );
-        let pod = labels(&[
-            ("app", "web"),
-            ("tier", "front"),
-            ("env", "prod"),
-            ("owner", "me"),
-        ]);
+        assert_eq!(sel.to_string(), "app=web,!canary,env in (dev,prod),owner,tier=front,zone notin (a)");
+        let pod = labels(&[("app", "web"), ("tier", "front"), ("env", "prod"), ("owner", "me")]);
         assert!(sel.matches(&pod));
-        let canary = labels(&[
-            ("app", "web"),
-            ("tier", "front"),
-            ("env", "prod"),
-            ("owner", "me"),
-            ("canary", "1"),
-        ]);
+        let canary = labels(&[("app", "web"), ("tier", "front"), ("env", "prod"), ("owner", "me"), ("canary", "1")]);
         assert!(!sel.matches(&canary));
     }
 
     #[test]
     fn from_label_selector_rejects_bad_expressions() {
         let cases = [
-            (
-                expression("a", "In", None),
-                "for 'in', 'notin' operators, values set can't be empty",
-            ),
-            (
-                expression("a", "NotIn", Some(&[])),
-                "for 'in', 'notin' operators, values set can't be empty",
-            ),
-            (
-                expression("a", "Exists", Some(&["x"])),
-                "values set must be empty for exists and does not exist",
-            ),
-            (
-                expression("a", "DoesNotExist", Some(&["x"])),
-                "values set must be empty for exists and does not exist",
-            ),
-            (
-                expression("a", "Gt", Some(&["1"])),
-                "\"Gt\" is not a valid label selector operator",
-            ),
-            (
-                expression("a", "in", Some(&["x"])),
-                "\"in\" is not a valid label selector operator",
-            ),
-            (
-                expression("a b", "Exists", None),
-                "invalid label key \"a b\"",
-            ),
-            (
-                expression("a", "In", Some(&["x y"])),
-                "invalid label value \"x y\" for key \"a\"",
-            ),
+            (expression("a", "In", None), "for 'in', 'notin' operators, values set can't be empty"),
+            (expression("a", "NotIn", Some(&[])), "for 'in', 'notin' operators, values set can't be empty"),
+            (expression("a", "Exists", Some(&["x"])), "values set must be empty for exists and does not exist"),
+            (expression("a", "DoesNotExist", Some(&["x"])), "values set must be empty for exists and does not exist"),
+            (expression("a", "Gt", Some(&["1"])), "\"Gt\" is not a valid label selector operator"),
+            (expression("a", "in", Some(&["x"])), "\"in\" is not a valid label selector operator"),
+            (expression("a b", "Exists", None), "invalid label key \"a b\""),
+            (expression("a", "In", Some(&["x y"])), "invalid label value \"x y\" for key \"a\""),
         ];
         for (expr, want) in cases {
-            let sel = metav1::LabelSelector {
-                match_expressions: Some(vec![expr.clone()]),
-                ..Default::default()
-            };
+            let sel = metav1::LabelSelector { match_expressions: Some(vec![expr.clone()]), ..Default::default() };
             let err = LabelSelector::from_label_selector(&sel).expect_err(&expr.key);
             assert!(err.to_string().contains(want), "{expr:?}: {err}");
         }
@@ -738,10 +603,7 @@ mod tests {
 
     #[test]
     fn from_label_selector_validates_match_labels() {
-        let sel = metav1::LabelSelector {
-            match_labels: Some(labels(&[("app", "-web")])),
-            ..Default::default()
-        };
+        let sel = metav1::LabelSelector { match_labels: Some(labels(&[("app", "-web")])), ..Default::default() };
         let err = LabelSelector::from_label_selector(&sel).expect_err("invalid value");
         assert!(matches!(err, SelectorError::InvalidValue { .. }), "{err}");
     }
@@ -749,17 +611,11 @@ mod tests {
     #[test]
     fn requirements_are_exposed_sorted_by_key() {
         let sel = parse("b in (2,1),a");
-        let got: Vec<(&str, Operator, &[String])> = sel
-            .requirements()
-            .iter()
-            .map(|r| (r.key(), r.operator(), r.values()))
-            .collect();
+        let got: Vec<(&str, Operator, &[String])> =
+            sel.requirements().iter().map(|r| (r.key(), r.operator(), r.values())).collect();
         assert_eq!(
             got,
-            [
-                ("a", Operator::Exists, &[][..]),
-                ("b", Operator::In, &["1".to_string(), "2".to_string()][..])
-            ]
+            [("a", Operator::Exists, &[][..]), ("b", Operator::In, &["1".to_string(), "2".to_string()][..])]
         );
     }
 }

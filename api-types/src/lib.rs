@@ -19,6 +19,7 @@ pub use k8s_openapi;
 pub mod fields;
 pub mod labels;
 pub mod names;
+pub mod protobuf;
 pub mod quantity;
 pub mod registry;
 pub mod schema;

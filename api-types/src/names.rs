@@ -14,13 +14,13 @@ const GENERATED_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const QUALIFIED_NAME_MSG: &str =
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 
@@ -45,11 +45,7 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
             // Only dots can make a valid subdomain an invalid label.
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(
-                DNS1123_LABEL_MSG,
-                DNS1123_LABEL_FMT,
-                &["my-name", "123-abc"],
-            ));
+            errs.push(regex_error(DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
         }
     }
     errs
@@ -59,11 +55,7 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
 pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
     let mut errs = max_len(value, MAX_SUBDOMAIN_LENGTH);
     if !matches_dns1123_subdomain(value) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_MSG,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -72,11 +64,7 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
 pub fn is_dns1035_label(value: &str) -> Vec<String> {
     let mut errs = max_len(value, MAX_LABEL_LENGTH);
     if !matches_dns1035_label(value) {
-        errs.push(regex_error(
-            DNS1035_LABEL_MSG,
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
+        errs.push(regex_error(DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
     }
     errs
 }
@@ -92,19 +80,13 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                let prefixed = is_dns1123_subdomain(prefix)
-                    .into_iter()
-                    .map(|e| format!("prefix part {e}"));
+                let prefixed = is_dns1123_subdomain(prefix).into_iter().map(|e| format!("prefix part {e}"));
                 errs.extend(prefixed);
             }
             *name
         }
         _ => {
-            let rule = regex_error(
-                QUALIFIED_NAME_MSG,
-                QUALIFIED_NAME_FMT,
-                &["MyName", "my.name", "123-abc"],
-            );
+            let rule = regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"]);
             return vec![format!(
                 "a qualified name {rule} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
             )];
@@ -116,11 +98,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
         errs.push(format!("name part {}", max_len_error(MAX_LABEL_LENGTH)));
     }
     if !matches_qualified_name(name) {
-        let rule = regex_error(
-            QUALIFIED_NAME_MSG,
-            QUALIFIED_NAME_FMT,
-            &["MyName", "my.name", "123-abc"],
-        );
+        let rule = regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"]);
         errs.push(format!("name part {rule}"));
     }
     errs
@@ -130,11 +108,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
 pub fn is_valid_label_value(value: &str) -> Vec<String> {
     let mut errs = max_len(value, MAX_LABEL_LENGTH);
     if !value.is_empty() && !matches_qualified_name(value) {
-        errs.push(regex_error(
-            LABEL_VALUE_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -144,11 +118,7 @@ pub fn is_valid_path_segment(name: &str) -> Vec<String> {
     if name == "." || name == ".." {
         return vec![format!("may not be '{name}'")];
     }
-    ["/", "%"]
-        .iter()
-        .filter(|bad| name.contains(*bad))
-        .map(|bad| format!("may not contain '{bad}'"))
-        .collect()
+    ["/", "%"].iter().filter(|bad| name.contains(*bad)).map(|bad| format!("may not contain '{bad}'")).collect()
 }
 
 /// Problems with `name` as the `metadata.name` of a kind following `rule`.
@@ -212,12 +182,7 @@ fn matches_qualified_name(s: &str) -> bool {
 
 /// True when `s` is non-empty, starts with a `first` byte, ends with a `last` byte and every
 /// byte in between is a `middle` byte.
-fn delimited_by(
-    s: &str,
-    first: impl Fn(u8) -> bool,
-    last: impl Fn(u8) -> bool,
-    middle: impl Fn(u8) -> bool,
-) -> bool {
+fn delimited_by(s: &str, first: impl Fn(u8) -> bool, last: impl Fn(u8) -> bool, middle: impl Fn(u8) -> bool) -> bool {
     match s.as_bytes() {
         [] => false,
         [only] => first(*only) && last(*only),
@@ -226,11 +191,7 @@ fn delimited_by(
 }
 
 fn max_len(value: &str, max: usize) -> Vec<String> {
-    if value.len() > max {
-        vec![max_len_error(max)]
-    } else {
-        Vec::new()
-    }
+    if value.len() > max { vec![max_len_error(max)] } else { Vec::new() }
 }
 
 fn max_len_error(max: usize) -> String {
@@ -240,10 +201,7 @@ fn max_len_error(max: usize) -> String {
 /// Upstream's `RegexError`: the rule, some examples, and the regular expression.
 fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     let examples: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!(
-        "{msg} (e.g. {}regex used for validation is '{fmt}')",
-        examples.join(" or ")
-    )
+    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", examples.join(" or "))
 }
 
 #[cfg(test)]
@@ -328,16 +286,7 @@ mod tests {
     #[test]
     fn qualified_name_allows_an_optional_subdomain_prefix() {
         let prefixed_max = format!("{}/{}", long(253), long(63));
-        for ok in [
-            "a",
-            "MyName",
-            "my.name",
-            "123-abc",
-            "a_b",
-            "example.com/MyName",
-            "k8s.io/a",
-            &prefixed_max,
-        ] {
+        for ok in ["a", "MyName", "my.name", "123-abc", "a_b", "example.com/MyName", "k8s.io/a", &prefixed_max] {
             assert_eq!(is_qualified_name(ok), Vec::<String>::new(), "{ok}");
         }
     }
@@ -348,10 +297,7 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("", &["name part must be non-empty", NAME_PART_REGEX_ERROR]),
             ("-a", &[NAME_PART_REGEX_ERROR]),
-            (
-                "a/",
-                &["name part must be non-empty", NAME_PART_REGEX_ERROR],
-            ),
+            ("a/", &["name part must be non-empty", NAME_PART_REGEX_ERROR]),
             ("/a", &["prefix part must be non-empty"]),
             ("Example.com/a", &[&prefix_error]),
             (&long(64), &["name part must be no more than 63 characters"]),
@@ -365,13 +311,8 @@ mod tests {
     fn qualified_name_with_two_slashes_gets_the_whole_rule() {
         let errs = is_qualified_name("a/b/c");
         assert_eq!(errs.len(), 1);
-        assert!(
-            errs[0].starts_with("a qualified name must consist of"),
-            "{errs:?}"
-        );
-        assert!(errs[0].ends_with(
-            "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ));
+        assert!(errs[0].starts_with("a qualified name must consist of"), "{errs:?}");
+        assert!(errs[0].ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
     }
 
     #[test]
@@ -421,27 +362,15 @@ mod tests {
             (NameRule::PathSegment, "..", false),
         ];
         for (rule, name, valid) in cases {
-            assert_eq!(
-                validate_object_name(*rule, name).is_empty(),
-                *valid,
-                "{rule:?} {name}"
-            );
+            assert_eq!(validate_object_name(*rule, name).is_empty(), *valid, "{rule:?} {name}");
         }
     }
 
     #[test]
     fn object_name_must_be_non_empty_under_every_rule() {
-        for rule in [
-            NameRule::Dns1123Subdomain,
-            NameRule::Dns1123Label,
-            NameRule::Dns1035Label,
-            NameRule::PathSegment,
-        ] {
-            assert_eq!(
-                validate_object_name(rule, ""),
-                ["must be non-empty"],
-                "{rule:?}"
-            );
+        for rule in [NameRule::Dns1123Subdomain, NameRule::Dns1123Label, NameRule::Dns1035Label, NameRule::PathSegment]
+        {
+            assert_eq!(validate_object_name(rule, ""), ["must be non-empty"], "{rule:?}");
         }
     }
 
@@ -457,11 +386,7 @@ mod tests {
             (NameRule::Dns1123Label, "", false),
         ];
         for (rule, prefix, valid) in cases {
-            assert_eq!(
-                validate_generate_name(*rule, prefix).is_empty(),
-                *valid,
-                "{rule:?} {prefix}"
-            );
+            assert_eq!(validate_generate_name(*rule, prefix).is_empty(), *valid, "{rule:?} {prefix}");
         }
     }
 
@@ -479,12 +404,7 @@ mod tests {
 
     #[test]
     fn generate_name_truncates_the_prefix_to_fit_63_characters() {
-        let cases = [
-            (long(10), 15),
-            (long(58), 63),
-            (long(59), 63),
-            (long(300), 63),
-        ];
+        let cases = [(long(10), 15), (long(58), 63), (long(59), 63), (long(300), 63)];
         for (prefix, want_len) in cases {
             let name = generate_name(&prefix, || 0);
             assert_eq!(name.len(), want_len, "{prefix}");

@@ -28,18 +28,8 @@ pub const NANOS_PER_UNIT: i128 = 1_000_000_000;
 const NANOS_PER_MILLI: i128 = 1_000_000;
 
 const FORMAT_REGEX: &str = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
-const DECIMAL_SUFFIXES: [(&str, i64); 10] = [
-    ("n", -9),
-    ("u", -6),
-    ("m", -3),
-    ("", 0),
-    ("k", 3),
-    ("M", 6),
-    ("G", 9),
-    ("T", 12),
-    ("P", 15),
-    ("E", 18),
-];
+const DECIMAL_SUFFIXES: [(&str, i64); 10] =
+    [("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18)];
 const BINARY_SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
 
 /// Why a string is not a quantity; the messages are upstream's.
@@ -73,9 +63,7 @@ pub struct ParsedQuantity {
 /// Parses a quantity string: `[+-]<digits>[.<digits>]<suffix>`, where the suffix is a decimal SI
 /// prefix, a binary SI prefix, or `e`/`E` and a signed integer exponent.
 pub fn parse_quantity(s: &str) -> Result<ParsedQuantity, QuantityError> {
-    let format_error = || QuantityError::Format {
-        input: s.to_string(),
-    };
+    let format_error = || QuantityError::Format { input: s.to_string() };
     let (negative, unsigned) = match (s.strip_prefix('-'), s.strip_prefix('+')) {
         (Some(rest), _) => (true, rest),
         (None, Some(rest)) => (false, rest),
@@ -90,9 +78,7 @@ pub fn parse_quantity(s: &str) -> Result<ParsedQuantity, QuantityError> {
         return Err(format_error());
     }
     let (format, exponent, shift) =
-        interpret_suffix(suffix).ok_or_else(|| QuantityError::Suffix {
-            input: s.to_string(),
-        })?;
+        interpret_suffix(suffix).ok_or_else(|| QuantityError::Suffix { input: s.to_string() })?;
 
     let digits = format!("{whole}{fraction}");
     let fraction_len = i64::try_from(fraction.len()).unwrap_or(i64::MAX);
@@ -104,10 +90,7 @@ pub fn parse_quantity(s: &str) -> Result<ParsedQuantity, QuantityError> {
     } else {
         format
     };
-    Ok(ParsedQuantity {
-        nanos: if negative { -magnitude } else { magnitude },
-        format,
-    })
+    Ok(ParsedQuantity { nanos: if negative { -magnitude } else { magnitude }, format })
 }
 
 /// Parses a `k8s-openapi` quantity, ignoring surrounding whitespace as upstream's JSON decoding does.
@@ -174,19 +157,11 @@ fn scale_rounding_up(digits: &str, pow10: i64, shift: u32) -> i128 {
         inexact |= product % 10 != 0;
         carry = product / 10;
     }
-    parse_saturating(whole)
-        .saturating_mul(multiplier)
-        .saturating_add(carry)
-        .saturating_add(i128::from(inexact))
+    parse_saturating(whole).saturating_mul(multiplier).saturating_add(carry).saturating_add(i128::from(inexact))
 }
 
 fn parse_saturating(digits: &str) -> i128 {
-    digits
-        .bytes()
-        .try_fold(0i128, |n, b| {
-            n.checked_mul(10)?.checked_add(i128::from(b - b'0'))
-        })
-        .unwrap_or(i128::MAX)
+    digits.bytes().try_fold(0i128, |n, b| n.checked_mul(10)?.checked_add(i128::from(b - b'0'))).unwrap_or(i128::MAX)
 }
 
 impl ParsedQuantity {
@@ -234,9 +209,7 @@ impl ParsedQuantity {
 
     /// The mantissa and power of 1024 when the value is a whole number of at least 1Ki.
     fn as_binary(&self) -> Option<(i128, usize)> {
-        if self.nanos.unsigned_abs() < 1024 * NANOS_PER_UNIT.unsigned_abs()
-            || self.nanos % NANOS_PER_UNIT != 0
-        {
+        if self.nanos.unsigned_abs() < 1024 * NANOS_PER_UNIT.unsigned_abs() || self.nanos % NANOS_PER_UNIT != 0 {
             return None;
         }
         let mut mantissa = self.nanos / NANOS_PER_UNIT;
@@ -257,10 +230,7 @@ impl ParsedQuantity {
             exponent += 1;
         }
         let excess = exponent.rem_euclid(3);
-        (
-            mantissa * 10i128.pow(excess.unsigned_abs() as u32),
-            exponent - excess,
-        )
+        (mantissa * 10i128.pow(excess.unsigned_abs() as u32), exponent - excess)
     }
 }
 
@@ -274,18 +244,12 @@ impl fmt::Display for ParsedQuantity {
         if self.nanos == 0 {
             return f.write_str("0");
         }
-        if let Some((mantissa, power)) =
-            self.as_binary().filter(|_| self.format == Format::BinarySI)
-        {
+        if let Some((mantissa, power)) = self.as_binary().filter(|_| self.format == Format::BinarySI) {
             return write!(f, "{mantissa}{}", BINARY_SUFFIXES[power]);
         }
         let (mut mantissa, mut exponent) = self.as_decimal();
         if self.format == Format::DecimalExponent {
-            return if exponent == 0 {
-                write!(f, "{mantissa}")
-            } else {
-                write!(f, "{mantissa}e{exponent}")
-            };
+            return if exponent == 0 { write!(f, "{mantissa}") } else { write!(f, "{mantissa}e{exponent}") };
         }
         // Beyond E there is no suffix: keep E and a larger mantissa (which cannot overflow, as
         // mantissa × 10^(exponent + 9) is the value in nano-units).
@@ -293,10 +257,7 @@ impl fmt::Display for ParsedQuantity {
             mantissa *= 10;
             exponent -= 1;
         }
-        let suffix = DECIMAL_SUFFIXES
-            .iter()
-            .find(|(_, e)| *e == exponent)
-            .map_or("", |(s, _)| *s);
+        let suffix = DECIMAL_SUFFIXES.iter().find(|(_, e)| *e == exponent).map_or("", |(s, _)| *s);
         write!(f, "{mantissa}{suffix}")
     }
 }
@@ -340,15 +301,8 @@ impl Add for ParsedQuantity {
     type Output = Self;
 
     fn add(self, rhs: Self) -> Self {
-        let format = if self.is_zero() {
-            rhs.format
-        } else {
-            self.format
-        };
-        Self {
-            nanos: self.nanos.saturating_add(rhs.nanos),
-            format,
-        }
+        let format = if self.is_zero() { rhs.format } else { self.format };
+        Self { nanos: self.nanos.saturating_add(rhs.nanos), format }
     }
 }
 
@@ -357,15 +311,8 @@ impl Sub for ParsedQuantity {
     type Output = Self;
 
     fn sub(self, rhs: Self) -> Self {
-        let format = if self.is_zero() {
-            rhs.format
-        } else {
-            self.format
-        };
-        Self {
-            nanos: self.nanos.saturating_sub(rhs.nanos),
-            format,
-        }
+        let format = if self.is_zero() { rhs.format } else { self.format };
+        Self { nanos: self.nanos.saturating_sub(rhs.nanos), format }
     }
 }
 
@@ -416,11 +363,7 @@ mod tests {
             ("007", 7 * NANOS_PER_UNIT, Format::DecimalSI),
             ("1n", 1, Format::DecimalSI),
             ("3u", 3000, Format::DecimalSI),
-            (
-                "1E",
-                1_000_000_000_000_000_000 * NANOS_PER_UNIT,
-                Format::DecimalSI,
-            ),
+            ("1E", 1_000_000_000_000_000_000 * NANOS_PER_UNIT, Format::DecimalSI),
             ("1Ei", (1 << 60) * NANOS_PER_UNIT, Format::BinarySI),
             ("0", 0, Format::DecimalSI),
             ("-0", 0, Format::DecimalSI),
@@ -445,10 +388,7 @@ mod tests {
             ("0.0000000001Ki", 103),
             ("1e-100", 1),
             ("0.0000000000000000000000000000000000000001Ei", 1),
-            (
-                "1.0000000000000000000000000000000000001",
-                NANOS_PER_UNIT + 1,
-            ),
+            ("1.0000000000000000000000000000000000001", NANOS_PER_UNIT + 1),
         ];
         for (input, nanos) in cases {
             assert_eq!(q(input).nanos(), *nanos, "{input}");
@@ -457,11 +397,8 @@ mod tests {
 
     #[test]
     fn parse_saturates_huge_values() {
-        for input in [
-            "1e100",
-            "999999999999999999999999999999999999999999",
-            "170141183460469231731687303715884105727E",
-        ] {
+        for input in ["1e100", "999999999999999999999999999999999999999999", "170141183460469231731687303715884105727E"]
+        {
             assert_eq!(q(input).nanos(), i128::MAX, "{input}");
         }
         assert_eq!(q("-1e100").nanos(), -i128::MAX);
@@ -470,12 +407,8 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed_quantities() {
-        let format = |s: &str| QuantityError::Format {
-            input: s.to_string(),
-        };
-        let suffix = |s: &str| QuantityError::Suffix {
-            input: s.to_string(),
-        };
+        let format = |s: &str| QuantityError::Format { input: s.to_string() };
+        let suffix = |s: &str| QuantityError::Suffix { input: s.to_string() };
         let cases = [
             ("", format("")),
             ("1.2.3", format("1.2.3")),
@@ -558,22 +491,10 @@ mod tests {
 
     #[test]
     fn canonical_form_parses_to_the_same_value_and_form() {
-        for input in [
-            "1.5Gi",
-            "0.5",
-            "1e3",
-            "1.5u",
-            "-0.0001Ki",
-            "1000E",
-            "123456789123456789.123456789",
-        ] {
+        for input in ["1.5Gi", "0.5", "1e3", "1.5u", "-0.0001Ki", "1000E", "123456789123456789.123456789"] {
             let first = q(input);
             let again = q(&first.to_string());
-            assert_eq!(
-                (again.nanos(), again.to_string()),
-                (first.nanos(), first.to_string()),
-                "{input}"
-            );
+            assert_eq!((again.nanos(), again.to_string()), (first.nanos(), first.to_string()), "{input}");
         }
     }
 
@@ -597,11 +518,7 @@ mod tests {
             ("-100Ei", i64::MIN, i64::MIN),
         ];
         for (input, milli, value) in cases {
-            assert_eq!(
-                (q(input).to_milli(), q(input).to_value()),
-                (milli, value),
-                "{input}"
-            );
+            assert_eq!((q(input).to_milli(), q(input).to_value()), (milli, value), "{input}");
         }
     }
 
@@ -645,10 +562,7 @@ mod tests {
     fn arithmetic_saturates() {
         let max = ParsedQuantity::from_nanos(i128::MAX, Format::DecimalSI);
         assert_eq!((max + q("1")).nanos(), i128::MAX);
-        assert_eq!(
-            (ParsedQuantity::from_nanos(i128::MIN, Format::DecimalSI) - q("1")).nanos(),
-            i128::MIN
-        );
+        assert_eq!((ParsedQuantity::from_nanos(i128::MIN, Format::DecimalSI) - q("1")).nanos(), i128::MIN);
     }
 
     #[test]
@@ -664,19 +578,10 @@ mod tests {
     #[test]
     fn constructors_and_quantity_conversion_agree_with_parsing() {
         assert_eq!(ParsedQuantity::from_milli(250), q("250m"));
-        assert_eq!(
-            ParsedQuantity::from_value(2, Format::BinarySI).to_string(),
-            "2"
-        );
-        assert_eq!(
-            ParsedQuantity::from_value(2048, Format::BinarySI).to_string(),
-            "2Ki"
-        );
+        assert_eq!(ParsedQuantity::from_value(2, Format::BinarySI).to_string(), "2");
+        assert_eq!(ParsedQuantity::from_value(2048, Format::BinarySI).to_string(), "2Ki");
         assert_eq!(q("1.5Gi").to_quantity(), Quantity("1536Mi".to_string()));
-        assert_eq!(
-            parse(&Quantity(" 2Gi ".to_string())).map(|p| p.to_string()),
-            Ok("2Gi".to_string())
-        );
+        assert_eq!(parse(&Quantity(" 2Gi ".to_string())).map(|p| p.to_string()), Ok("2Gi".to_string()));
         assert!(parse(&Quantity("2 Gi".to_string())).is_err());
     }
 }

@@ -29,11 +29,7 @@ impl ResourceInfo {
     /// `pods` for the core group, `deployments.apps` otherwise: the name kubectl and error
     /// messages use for the resource.
     pub fn group_resource(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.to_string()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
     }
 
     pub fn has_subresource(&self, name: &str) -> bool {
@@ -48,11 +44,7 @@ impl ResourceInfo {
 
 /// `v1` for the core group, `<group>/<version>` otherwise.
 pub fn group_version(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    }
+    if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
 }
 
 const STATUS: &[&str] = &["status"];
@@ -130,16 +122,12 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 
 /// The resource served at `/<group>/<version>/<plural>`.
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// The resource for an object's `apiVersion` and `kind`.
 pub fn by_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// Resolves what a user typed (`po`, `pod`, `pods`, `deployments.apps`, `deploy`) the way
@@ -173,11 +161,10 @@ pub trait KindVisitor {
 /// [`RESOURCES`] has a type, so this only returns `None` for kinds not in the registry.
 pub fn visit_kind<V: KindVisitor>(group: &str, kind: &str, visitor: V) -> Option<V::Output> {
     use api::{
-        apps::v1 as apps, autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2,
-        batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
-        core::v1 as core, discovery::v1 as discovery, events::v1 as events,
-        networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-        storage::v1 as storage,
+        apps::v1 as apps, autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
+        certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+        discovery::v1 as discovery, events::v1 as events, networking::v1 as networking, policy::v1 as policy,
+        rbac::v1 as rbac, storage::v1 as storage,
     };
     Some(match (group, kind) {
         ("", "Namespace") => visitor.visit::<core::Namespace>(),
@@ -202,9 +189,7 @@ pub fn visit_kind<V: KindVisitor>(group: &str, kind: &str, visitor: V) -> Option
         ("apps", "ControllerRevision") => visitor.visit::<apps::ControllerRevision>(),
         ("batch", "Job") => visitor.visit::<batch::Job>(),
         ("batch", "CronJob") => visitor.visit::<batch::CronJob>(),
-        ("autoscaling", "HorizontalPodAutoscaler") => {
-            visitor.visit::<autoscaling2::HorizontalPodAutoscaler>()
-        }
+        ("autoscaling", "HorizontalPodAutoscaler") => visitor.visit::<autoscaling2::HorizontalPodAutoscaler>(),
         ("autoscaling", "Scale") => visitor.visit::<autoscaling1::Scale>(),
         ("coordination.k8s.io", "Lease") => visitor.visit::<coordination::Lease>(),
         ("discovery.k8s.io", "EndpointSlice") => visitor.visit::<discovery::EndpointSlice>(),
@@ -214,9 +199,7 @@ pub fn visit_kind<V: KindVisitor>(group: &str, kind: &str, visitor: V) -> Option
         ("rbac.authorization.k8s.io", "Role") => visitor.visit::<rbac::Role>(),
         ("rbac.authorization.k8s.io", "RoleBinding") => visitor.visit::<rbac::RoleBinding>(),
         ("rbac.authorization.k8s.io", "ClusterRole") => visitor.visit::<rbac::ClusterRole>(),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
-            visitor.visit::<rbac::ClusterRoleBinding>()
-        }
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => visitor.visit::<rbac::ClusterRoleBinding>(),
         ("policy", "PodDisruptionBudget") => visitor.visit::<policy::PodDisruptionBudget>(),
         ("policy", "Eviction") => visitor.visit::<policy::Eviction>(),
         ("certificates.k8s.io", "CertificateSigningRequest") => {
@@ -284,8 +267,8 @@ mod tests {
     #[test]
     fn issue_short_names_are_all_known() {
         for short in [
-            "po", "svc", "deploy", "rs", "ds", "sts", "ns", "no", "cm", "ep", "pv", "pvc", "sa",
-            "cj", "hpa", "ing", "netpol", "pdb", "sc", "csr", "ev",
+            "po", "svc", "deploy", "rs", "ds", "sts", "ns", "no", "cm", "ep", "pv", "pvc", "sa", "cj", "hpa", "ing",
+            "netpol", "pdb", "sc", "csr", "ev",
         ] {
             assert!(resolve(short).is_some(), "{short}");
         }
@@ -294,10 +277,7 @@ mod tests {
     #[test]
     fn api_version_omits_the_empty_core_group() {
         assert_eq!(by_plural("", "v1", "pods").map(|r| r.api_version()), Some("v1".into()));
-        assert_eq!(
-            by_kind("apps", "v1", "Deployment").map(|r| r.group_resource()),
-            Some("deployments.apps".into())
-        );
+        assert_eq!(by_kind("apps", "v1", "Deployment").map(|r| r.group_resource()), Some("deployments.apps".into()));
         assert_eq!(split_api_version("apps/v1"), ("apps", "v1"));
         assert_eq!(split_api_version("v1"), ("", "v1"));
     }

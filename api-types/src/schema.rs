@@ -59,11 +59,7 @@ pub struct GroupVersionKind {
 
 impl GroupVersionKind {
     pub fn new(group: &str, version: &str, kind: &str) -> Self {
-        GroupVersionKind {
-            group: group.to_string(),
-            version: version.to_string(),
-            kind: kind.to_string(),
-        }
+        GroupVersionKind { group: group.to_string(), version: version.to_string(), kind: kind.to_string() }
     }
 
     fn to_value(&self) -> Value {
@@ -113,10 +109,7 @@ impl Default for DefinitionsBuilder {
 
 impl DefinitionsBuilder {
     pub fn new() -> Self {
-        DefinitionsBuilder {
-            generator: generator_settings().into_generator(),
-            kinds: Vec::new(),
-        }
+        DefinitionsBuilder { generator: generator_settings().into_generator(), kinds: Vec::new() }
     }
 
     /// Adds `T` and every type it references. With `gvk` (`(group, version, kind)`, group `""`
@@ -131,8 +124,7 @@ impl DefinitionsBuilder {
             .and_then(|r| r.strip_prefix(V2_REF_PREFIX))
             .map(str::to_string);
         if let (Some(name), Some((group, version, kind))) = (name, gvk) {
-            self.kinds
-                .push((name, GroupVersionKind::new(group, version, kind)));
+            self.kinds.push((name, GroupVersionKind::new(group, version, kind)));
         }
         self
     }
@@ -144,8 +136,7 @@ impl DefinitionsBuilder {
 
     /// The definitions, with the group-version-kind and patch extensions added.
     pub fn finish(mut self) -> Definitions {
-        let mut definitions: BTreeMap<String, Value> =
-            self.generator.take_definitions(true).into_iter().collect();
+        let mut definitions: BTreeMap<String, Value> = self.generator.take_definitions(true).into_iter().collect();
         for (name, gvk) in &self.kinds {
             if let Some(Value::Object(definition)) = definitions.get_mut(name) {
                 tag_kind(definition, gvk);
@@ -169,9 +160,7 @@ fn generator_settings() -> SchemaSettings {
 
 fn tag_kind(definition: &mut Map<String, Value>, gvk: &GroupVersionKind) {
     let entry = gvk.to_value();
-    let tags = definition
-        .entry(GROUP_VERSION_KIND)
-        .or_insert_with(|| Value::Array(Vec::new()));
+    let tags = definition.entry(GROUP_VERSION_KIND).or_insert_with(|| Value::Array(Vec::new()));
     match tags {
         Value::Array(tags) if !tags.contains(&entry) => tags.push(entry),
         _ => {}
@@ -225,11 +214,7 @@ impl Definitions {
 
     /// The kinds a definition is tagged with.
     pub fn kinds_of(&self, name: &str) -> Vec<GroupVersionKind> {
-        let tags = self
-            .definitions
-            .get(name)
-            .and_then(|d| d.get(GROUP_VERSION_KIND))
-            .and_then(Value::as_array);
+        let tags = self.definitions.get(name).and_then(|d| d.get(GROUP_VERSION_KIND)).and_then(Value::as_array);
         tags.into_iter()
             .flatten()
             .filter_map(|tag| {
@@ -248,21 +233,14 @@ impl Definitions {
         self.definitions
             .iter()
             .find(|(_, d)| {
-                d.get(GROUP_VERSION_KIND)
-                    .and_then(Value::as_array)
-                    .is_some_and(|tags| tags.contains(&wanted))
+                d.get(GROUP_VERSION_KIND).and_then(Value::as_array).is_some_and(|tags| tags.contains(&wanted))
             })
             .map(|(name, _)| name.as_str())
     }
 
     /// The `definitions` object of an OpenAPI v2 document.
     pub fn to_v2_definitions(&self) -> Value {
-        Value::Object(
-            self.definitions
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )
+        Value::Object(self.definitions.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
     /// The `components` object of an OpenAPI v3 document (`{"schemas": {...}}`). References
@@ -285,11 +263,7 @@ impl Definitions {
     /// The schema of `field` in `definition`, with what the patch code needs to know about it.
     /// `None` when the definition or the field is unknown.
     pub fn field(&self, definition: &str, field: &str) -> Option<Field<'_>> {
-        let schema = self
-            .definitions
-            .get(definition)?
-            .get("properties")?
-            .get(field)?;
+        let schema = self.definitions.get(definition)?.get("properties")?.get(field)?;
         Some(self.describe(schema))
     }
 
@@ -312,12 +286,7 @@ impl Definitions {
                 _ => (Shape::Scalar, None),
             }
         };
-        Field {
-            schema,
-            shape,
-            type_name,
-            patch,
-        }
+        Field { schema, shape, type_name, patch }
     }
 
     fn shape_of_definition(&self, name: &str) -> Shape {
@@ -366,8 +335,7 @@ pub struct PatchMeta<'a> {
 impl PatchMeta<'_> {
     /// Whether `strategy` is one of the field's strategies.
     pub fn has_strategy(&self, strategy: &str) -> bool {
-        self.strategy
-            .is_some_and(|s| s.split(',').any(|part| part.trim() == strategy))
+        self.strategy.is_some_and(|s| s.split(',').any(|part| part.trim() == strategy))
     }
 
     /// Lists are merged (by merge key, or as a set of primitives) instead of replaced.
@@ -390,15 +358,9 @@ impl PatchMeta<'_> {
 /// in either v2 or v3 form.
 pub fn ref_name(schema: &Value) -> Option<&str> {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
-        return r
-            .strip_prefix(V2_REF_PREFIX)
-            .or_else(|| r.strip_prefix(V3_REF_PREFIX));
+        return r.strip_prefix(V2_REF_PREFIX).or_else(|| r.strip_prefix(V3_REF_PREFIX));
     }
-    match schema
-        .get("allOf")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-    {
+    match schema.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
         Some([only]) => ref_name(only),
         _ => None,
     }
@@ -451,10 +413,7 @@ impl Definitions {
         }
         let mut dangling: Vec<String> = refs
             .into_iter()
-            .filter(|r| {
-                r.strip_prefix(V2_REF_PREFIX)
-                    .is_none_or(|name| !self.definitions.contains_key(name))
-            })
+            .filter(|r| r.strip_prefix(V2_REF_PREFIX).is_none_or(|name| !self.definitions.contains_key(name)))
             .map(str::to_string)
             .collect();
         dangling.sort();

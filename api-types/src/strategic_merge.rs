@@ -45,28 +45,16 @@ pub enum StrategicMergeError {
     #[error("{path}: \"$patch\": \"merge\" is not supported in a list")]
     MergeDirectiveInList { path: String },
     #[error("{path}: list element {element} does not contain the merge key {key:?}")]
-    MissingMergeKey {
-        path: String,
-        key: String,
-        element: String,
-    },
+    MissingMergeKey { path: String, key: String, element: String },
     #[error("{path}: list element {element} is not an object, but the list is merged by {key:?}")]
-    ElementNotAnObject {
-        path: String,
-        key: String,
-        element: String,
-    },
+    ElementNotAnObject { path: String, key: String, element: String },
     #[error(
         "{path}: list element {element} is not a primitive value, but the list is merged as a \
          set of primitives (it has no merge key)"
     )]
     ElementNotAPrimitive { path: String, element: String },
     #[error("{path}: {directive} must be a list, not {found}")]
-    DirectiveNotAList {
-        path: String,
-        directive: String,
-        found: &'static str,
-    },
+    DirectiveNotAList { path: String, directive: String, found: &'static str },
     #[error("{path}: $retainKeys must list field names, found {found}")]
     RetainKeyNotAString { path: String, found: String },
     #[error("{path}: the order of the elements in the patch does not match {directive}")]
@@ -80,12 +68,7 @@ type Result<T, E = StrategicMergeError> = std::result::Result<T, E>;
 /// Applies `patch` to `original`, an object of the type named `type_name` in `defs` (e.g.
 /// `io.k8s.api.apps.v1.Deployment`). A type `defs` does not know is patched as with a JSON
 /// merge patch. `original` may be `null` (nothing to patch yet).
-pub fn apply(
-    original: &Value,
-    patch: &Value,
-    defs: &Definitions,
-    type_name: &str,
-) -> Result<Value> {
+pub fn apply(original: &Value, patch: &Value, defs: &Definitions, type_name: &str) -> Result<Value> {
     let Value::Object(patch) = patch else {
         return Err(StrategicMergeError::PatchNotAnObject(json_type(patch)));
     };
@@ -99,9 +82,7 @@ pub fn apply(
         None => Ctx::Unknown,
     };
     let merger = Merger { defs };
-    merger
-        .merge_map(original, patch, ctx, &Path::root())
-        .map(Value::Object)
+    merger.merge_map(original, patch, ctx, &Path::root()).map(Value::Object)
 }
 
 /// What the schema says about the object being merged.
@@ -125,11 +106,7 @@ impl Path {
     }
 
     fn field(&self, key: &str) -> Path {
-        if self.0.is_empty() {
-            Path(key.to_string())
-        } else {
-            Path(format!("{}.{key}", self.0))
-        }
+        if self.0.is_empty() { Path(key.to_string()) } else { Path(format!("{}.{key}", self.0)) }
     }
 
     fn element(&self, label: &str) -> Path {
@@ -137,11 +114,7 @@ impl Path {
     }
 
     fn text(&self) -> String {
-        if self.0.is_empty() {
-            "the patch".to_string()
-        } else {
-            self.0.clone()
-        }
+        if self.0.is_empty() { "the patch".to_string() } else { self.0.clone() }
     }
 }
 
@@ -185,10 +158,7 @@ impl<'a> Merger<'a> {
                     self.merge_map(Map::new(), &replacement, ctx, path)
                 }
                 Some("delete") => Ok(Map::new()),
-                _ => Err(StrategicMergeError::UnknownDirective {
-                    path: path.text(),
-                    value: directive.to_string(),
-                }),
+                _ => Err(StrategicMergeError::UnknownDirective { path: path.text(), value: directive.to_string() }),
             };
         }
 
@@ -257,9 +227,7 @@ impl<'a> Merger<'a> {
     fn take(&self, value: &Value, ctx: Ctx<'a>, meta: PatchMeta<'a>, path: &Path) -> Result<Value> {
         Ok(match value {
             Value::Object(patch) => Value::Object(self.merge_map(Map::new(), patch, ctx, path)?),
-            Value::Array(patch) => {
-                Value::Array(self.merge_list(Vec::new(), patch, ctx, meta, path)?)
-            }
+            Value::Array(patch) => Value::Array(self.merge_list(Vec::new(), patch, ctx, meta, path)?),
             scalar => scalar.clone(),
         })
     }
@@ -279,14 +247,7 @@ impl<'a> Merger<'a> {
                 .iter()
                 .filter(|element| !is_directive_element(element))
                 .enumerate()
-                .map(|(i, element)| {
-                    self.take(
-                        element,
-                        ctx,
-                        PatchMeta::default(),
-                        &path.element(&i.to_string()),
-                    )
-                })
+                .map(|(i, element)| self.take(element, ctx, PatchMeta::default(), &path.element(&i.to_string())))
                 .collect();
         }
         match meta.merge_key {
@@ -363,9 +324,7 @@ impl<'a> Merger<'a> {
                 }
             }
         }
-        Ok(normalize_order(merged, &patch_order, &server_order, |e| {
-            e.get(key).cloned()
-        }))
+        Ok(normalize_order(merged, &patch_order, &server_order, |e| e.get(key).cloned()))
     }
 
     /// Handles `$setElementOrder/<field>`: merges `patch[field]` (if any) into
@@ -439,13 +398,9 @@ impl<'a> Merger<'a> {
         let server_order: Vec<Value> = original_list.iter().flatten().filter_map(id).collect();
         let merged = match (original_list, patch_list) {
             (Some(original), None) => original,
-            (original, Some(patch)) => self.merge_list(
-                original.unwrap_or_default(),
-                patch,
-                child,
-                meta,
-                &field_path,
-            )?,
+            (original, Some(patch)) => {
+                self.merge_list(original.unwrap_or_default(), patch, child, meta, &field_path)?
+            }
             (None, None) => return Ok(true),
         };
         let ordered = normalize_order(merged, &order_ids, &server_order, id);
@@ -461,10 +416,7 @@ fn merge_primitive_list(original: &[Value], patch: &[Value], path: &Path) -> Res
     let mut replace = false;
     for element in patch {
         match element {
-            Value::Object(map) if map.contains_key(PATCH) => match map
-                .get(PATCH)
-                .and_then(Value::as_str)
-            {
+            Value::Object(map) if map.contains_key(PATCH) => match map.get(PATCH).and_then(Value::as_str) {
                 Some("replace") => replace = true,
                 Some("merge") => {
                     return Err(StrategicMergeError::MergeDirectiveInList { path: path.text() });
@@ -477,10 +429,7 @@ fn merge_primitive_list(original: &[Value], patch: &[Value], path: &Path) -> Res
                 }
             },
             Value::Object(_) | Value::Array(_) => {
-                return Err(StrategicMergeError::ElementNotAPrimitive {
-                    path: path.text(),
-                    element: quote(element),
-                });
+                return Err(StrategicMergeError::ElementNotAPrimitive { path: path.text(), element: quote(element) });
             }
             primitive => values.push(primitive.clone()),
         }
@@ -494,9 +443,7 @@ fn merge_primitive_list(original: &[Value], patch: &[Value], path: &Path) -> Res
             merged.push(value.clone());
         }
     }
-    Ok(normalize_order(merged, &values, original, |v| {
-        Some(v.clone())
-    }))
+    Ok(normalize_order(merged, &values, original, |v| Some(v.clone())))
 }
 
 /// Puts merged elements in upstream's order: elements named in `patch_order` come in that
@@ -513,9 +460,8 @@ fn normalize_order(
         let element = id(element)?;
         list.iter().position(|x| *x == element)
     };
-    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) = merged
-        .into_iter()
-        .partition(|e| index_in(patch_order, e).is_some());
+    let (mut from_patch, mut server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|e| index_in(patch_order, e).is_some());
     from_patch.sort_by_key(|e| index_in(patch_order, e));
     server_only.sort_by_key(|e| index_in(server_order, e));
 
@@ -527,11 +473,7 @@ fn normalize_order(
             (index_in(server_order, server), index_in(server_order, patched)),
             (Some(s), Some(p)) if s < p
         );
-        let next = if server_first {
-            server_only.next()
-        } else {
-            from_patch.next()
-        };
+        let next = if server_first { server_only.next() } else { from_patch.next() };
         out.extend(next);
     }
     out.extend(server_only);
@@ -577,22 +519,17 @@ fn retained_keys<'v>(retain: &'v Value, path: &Path) -> Result<Vec<&'v str>> {
     keys.iter()
         .map(|key| {
             key.as_str()
-                .ok_or_else(|| StrategicMergeError::RetainKeyNotAString {
-                    path: path.text(),
-                    found: quote(key),
-                })
+                .ok_or_else(|| StrategicMergeError::RetainKeyNotAString { path: path.text(), found: quote(key) })
         })
         .collect()
 }
 
 fn merge_key_of<'v>(element: &'v Map<String, Value>, key: &str, path: &Path) -> Result<&'v Value> {
-    element
-        .get(key)
-        .ok_or_else(|| StrategicMergeError::MissingMergeKey {
-            path: path.text(),
-            key: key.to_string(),
-            element: quote(&Value::Object(element.clone())),
-        })
+    element.get(key).ok_or_else(|| StrategicMergeError::MissingMergeKey {
+        path: path.text(),
+        key: key.to_string(),
+        element: quote(&Value::Object(element.clone())),
+    })
 }
 
 fn is_directive_key(key: &str) -> bool {

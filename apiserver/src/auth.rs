@@ -27,7 +27,8 @@ pub struct Tokens(HashMap<String, User>);
 impl Tokens {
     /// Reads upstream's CSV format: `token,user,uid[,"group1,group2"]`.
     pub fn load(path: &Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| AuthError::Read { path: path.display().to_string(), source })?;
         Self::parse(&text).map_err(|(line, reason)| AuthError::Line { path: path.display().to_string(), line, reason })
     }
 
@@ -45,7 +46,10 @@ impl Tokens {
             if fields[0].is_empty() || fields[1].is_empty() {
                 return Err((i + 1, "token and user must not be empty"));
             }
-            let groups = fields.get(3).map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+            let groups = fields
+                .get(3)
+                .map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default();
             tokens.insert(fields[0].clone(), User { name: fields[1].clone(), groups });
         }
         Ok(Tokens(tokens))
@@ -89,7 +93,10 @@ mod tests {
     #[test]
     fn token_file_lines_give_users_and_groups() {
         let tokens = Tokens::parse("# comment\nabc,alice,1,\"dev,ops\"\nxyz,bob,2\n").expect("parses");
-        assert_eq!(tokens.authenticate("Bearer abc"), Some(User { name: "alice".into(), groups: vec!["dev".into(), "ops".into()] }));
+        assert_eq!(
+            tokens.authenticate("Bearer abc"),
+            Some(User { name: "alice".into(), groups: vec!["dev".into(), "ops".into()] })
+        );
         assert_eq!(tokens.authenticate("Bearer xyz").map(|u| u.groups.len()), Some(0));
         assert_eq!(tokens.authenticate("Bearer nope"), None);
         assert_eq!(tokens.authenticate("Basic abc"), None);

@@ -15,7 +15,9 @@ pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"
 
 /// Creates what is missing, retrying until etcd answers.
 pub async fn run(api: &Api) {
-    let Some(namespaces) = by_plural("", "v1", "namespaces") else { return };
+    let Some(namespaces) = by_plural("", "v1", "namespaces") else {
+        return;
+    };
     for name in SYSTEM_NAMESPACES {
         let ns = json!({
             "apiVersion": "v1",

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::object;
-use crate::storage::{Kv, Store, StorageError};
+use crate::storage::{Kv, StorageError, Store};
 
 /// How many events each resource's history keeps for watchers resuming from a resourceVersion.
 pub const DEFAULT_HISTORY: usize = 10_000;
@@ -159,7 +159,13 @@ struct Inner {
 
 impl Cache {
     /// Creates the cache and starts its feeder; it is usable once its revision is above 0.
-    pub fn start(store: Store, resource: &'static ResourceInfo, prefix: String, capacity: usize, stop: CancellationToken) -> Self {
+    pub fn start(
+        store: Store,
+        resource: &'static ResourceInfo,
+        prefix: String,
+        capacity: usize,
+        stop: CancellationToken,
+    ) -> Self {
         let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
         let (revision, _) = watch::channel(0);
         let cache = Cache(Arc::new(Inner {
@@ -276,7 +282,9 @@ impl Cache {
         loop {
             let mut stream = store.watch(&self.0.prefix, revision + 1, false).await?;
             loop {
-                let Some(resp) = stream.message().await? else { break };
+                let Some(resp) = stream.message().await? else {
+                    break;
+                };
                 if resp.canceled() {
                     if resp.compact_revision() > 0 {
                         debug!(resource = self.0.resource.plural, "watch compacted; relisting");
@@ -351,7 +359,9 @@ impl Cache {
     }
 
     fn apply_put(&self, kv: Kv) {
-        let Some(obj) = Object::from_kv(kv) else { return };
+        let Some(obj) = Object::from_kv(kv) else {
+            return;
+        };
         let obj = Arc::new(obj);
         let revision = obj.revision;
         let mut state = self.write();

@@ -127,7 +127,8 @@ mod tests {
     #[test]
     fn core_v1_lists_pods_with_their_subresources() {
         let list = resource_list("", "v1").expect("core/v1");
-        let names: Vec<&str> = list["resources"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
+        let names: Vec<&str> =
+            list["resources"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
         for want in ["pods", "pods/status", "pods/binding", "pods/eviction", "namespaces", "nodes/status"] {
             assert!(names.contains(&want), "{want}");
         }
@@ -141,7 +142,8 @@ mod tests {
     #[test]
     fn groups_list_every_served_group_once() {
         let g = groups();
-        let names: Vec<&str> = g["groups"].as_array().into_iter().flatten().filter_map(|g| g["name"].as_str()).collect();
+        let names: Vec<&str> =
+            g["groups"].as_array().into_iter().flatten().filter_map(|g| g["name"].as_str()).collect();
         assert!(names.contains(&"apps") && names.contains(&"autoscaling") && names.contains(&"events.k8s.io"));
         let autoscaling = group("autoscaling").expect("autoscaling");
         assert_eq!(autoscaling["preferredVersion"]["version"], "v2");

@@ -48,10 +48,7 @@ pub enum Error {
 fn render_causes(causes: &[FieldError]) -> String {
     match causes {
         [one] => one.to_string(),
-        many => format!(
-            "[{}]",
-            many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        ),
+        many => format!("[{}]", many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -208,10 +205,7 @@ mod tests {
         let e = Error::invalid(
             deploy,
             "web",
-            vec![
-                FieldError::required("spec.selector", ""),
-                FieldError::invalid("metadata.name", "Web", "bad"),
-            ],
+            vec![FieldError::required("spec.selector", ""), FieldError::invalid("metadata.name", "Web", "bad")],
         );
         assert_eq!(
             e.to_string(),

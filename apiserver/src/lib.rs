@@ -48,7 +48,10 @@ pub enum RunError {
 }
 
 /// Serves the API until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), RunError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let token = tokio_util::sync::CancellationToken::new();
     let server = server::Server::bind(config, token.clone()).await?;
     let stop = token.clone();

@@ -63,11 +63,7 @@ impl Default for Metrics {
             "API request latency by verb and resource (watches excluded)",
             request_duration.clone(),
         );
-        registry.register(
-            "etcd_request_duration_seconds",
-            "etcd request latency by operation",
-            etcd_duration.clone(),
-        );
+        registry.register("etcd_request_duration_seconds", "etcd request latency by operation", etcd_duration.clone());
         registry.register("watchers", "Open watches by resource", watchers.clone());
         Metrics(Arc::new(Inner { registry, requests, request_duration, etcd_duration, watchers }))
     }
@@ -84,10 +80,7 @@ impl Metrics {
     }
 
     pub fn observe_etcd(&self, operation: &str, elapsed: Duration) {
-        self.0
-            .etcd_duration
-            .get_or_create(&Operation { operation: operation.into() })
-            .observe(elapsed.as_secs_f64());
+        self.0.etcd_duration.get_or_create(&Operation { operation: operation.into() }).observe(elapsed.as_secs_f64());
     }
 
     /// Counts an open watch until the returned guard drops.

@@ -44,10 +44,9 @@ pub fn namespace(obj: &Value) -> Option<&str> {
 
 pub fn labels(obj: &Value) -> BTreeMap<String, String> {
     match obj.pointer("/metadata/labels") {
-        Some(Value::Object(m)) => m
-            .iter()
-            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-            .collect(),
+        Some(Value::Object(m)) => {
+            m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect()
+        }
         _ => BTreeMap::new(),
     }
 }
@@ -172,11 +171,9 @@ pub fn selectable_fields(resource: &ResourceInfo) -> &'static [(&'static str, &'
             ("source", "/source/component"),
             ("type", "/type"),
         ],
-        ("", "secrets") => &[
-            ("metadata.name", "/metadata/name"),
-            ("metadata.namespace", "/metadata/namespace"),
-            ("type", "/type"),
-        ],
+        ("", "secrets") => {
+            &[("metadata.name", "/metadata/name"), ("metadata.namespace", "/metadata/namespace"), ("type", "/type")]
+        }
         ("", "nodes") => &[("metadata.name", "/metadata/name"), ("spec.unschedulable", "/spec/unschedulable")],
         ("", "namespaces") => &[("metadata.name", "/metadata/name"), ("status.phase", "/status/phase")],
         ("", "services") => &[
@@ -244,9 +241,15 @@ mod tests {
     #[test]
     fn the_resource_version_is_spliced_into_top_level_metadata_only() {
         let cases = [
-            (r#"{"a":{"metadata":{"x":1}},"metadata":{"name":"n"}}"#, Some(r#"{"a":{"metadata":{"x":1}},"metadata":{"resourceVersion":"7","name":"n"}}"#)),
+            (
+                r#"{"a":{"metadata":{"x":1}},"metadata":{"name":"n"}}"#,
+                Some(r#"{"a":{"metadata":{"x":1}},"metadata":{"resourceVersion":"7","name":"n"}}"#),
+            ),
             (r#"{"kind":"K","metadata":{}}"#, Some(r#"{"kind":"K","metadata":{"resourceVersion":"7"}}"#)),
-            (r#"{"s":"\"metadata\":{","metadata":{"a":"b"}}"#, Some(r#"{"s":"\"metadata\":{","metadata":{"resourceVersion":"7","a":"b"}}"#)),
+            (
+                r#"{"s":"\"metadata\":{","metadata":{"a":"b"}}"#,
+                Some(r#"{"s":"\"metadata\":{","metadata":{"resourceVersion":"7","a":"b"}}"#),
+            ),
             (r#"{"metadata":null}"#, None),
             (r#"{"spec":{}}"#, None),
         ];

@@ -79,7 +79,9 @@ fn render(defs: &Definitions) -> Documents {
         let mut paths = Map::new();
         let mut roots = Vec::new();
         for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
-            let Some(def) = defs.definition_name_for(r.group, r.version, r.kind) else { continue };
+            let Some(def) = defs.definition_name_for(r.group, r.version, r.kind) else {
+                continue;
+            };
             roots.push(def.to_string());
             add_paths(&mut paths, r, def);
         }
@@ -94,7 +96,8 @@ fn render(defs: &Definitions) -> Documents {
         let mut h = DefaultHasher::new();
         bytes.hash(&mut h);
         let key = path_key(group, version);
-        index.insert(key.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{key}?hash={:016X}", h.finish()) }));
+        index
+            .insert(key.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{key}?hash={:016X}", h.finish()) }));
         by_group_version.insert(key, bytes);
         all_paths.extend(paths);
     }
@@ -155,16 +158,26 @@ fn path_param(name: &str) -> Value {
 
 /// The operations kubectl looks at for one resource.
 fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, def: &str) {
-    let base = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}", group_version(r.group, r.version)) };
-    let collection = if r.namespaced { format!("{base}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{base}/{}", r.plural) };
+    let base = if r.group.is_empty() {
+        format!("/api/{}", r.version)
+    } else {
+        format!("/apis/{}", group_version(r.group, r.version))
+    };
+    let collection = if r.namespaced {
+        format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+    } else {
+        format!("{base}/{}", r.plural)
+    };
     let item = format!("{collection}/{{name}}");
     let gvk = json!({ "group": r.group, "version": r.version, "kind": r.kind });
     let scope_params: Vec<Value> = if r.namespaced { vec![path_param("namespace")] } else { vec![] };
     let body = |media: &[&str]| {
-        let content: Map<String, Value> = media.iter().map(|m| (m.to_string(), json!({ "schema": schema_ref(def) }))).collect();
+        let content: Map<String, Value> =
+            media.iter().map(|m| (m.to_string(), json!({ "schema": schema_ref(def) }))).collect();
         json!({ "content": content, "required": true })
     };
-    let ok = json!({ "200": { "description": "OK", "content": { "application/json": { "schema": schema_ref(def) } } } });
+    let ok =
+        json!({ "200": { "description": "OK", "content": { "application/json": { "schema": schema_ref(def) } } } });
     let op = |action: &str, id: &str, params: Vec<Value>, request: Option<Value>| {
         let mut o = json!({
             "operationId": format!("{action}{}{}", id, r.kind),
@@ -179,7 +192,8 @@ fn add_paths(paths: &mut Map<String, Value>, r: &ResourceInfo, def: &str) {
         o
     };
     let write_params = || vec![query_param("dryRun"), query_param("fieldManager"), query_param("fieldValidation")];
-    let patch_media = ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
+    let patch_media =
+        ["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
     let id = if r.namespaced { "Namespaced" } else { "" };
     paths.insert(
         collection.clone(),
@@ -228,9 +242,15 @@ mod tests {
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
         assert!(patch["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "fieldValidation")));
         let schemas = apps["components"]["schemas"].as_object().expect("schemas");
-        assert!(schemas.contains_key("io.k8s.api.apps.v1.Deployment") && schemas.contains_key("io.k8s.api.core.v1.PodSpec"));
+        assert!(
+            schemas.contains_key("io.k8s.api.apps.v1.Deployment") && schemas.contains_key("io.k8s.api.core.v1.PodSpec")
+        );
         let index: Value = serde_json::from_slice(&docs.index()).expect("json");
-        assert!(index["paths"]["api/v1"]["serverRelativeURL"].as_str().is_some_and(|u| u.starts_with("/openapi/v3/api/v1?hash=")));
+        assert!(
+            index["paths"]["api/v1"]["serverRelativeURL"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("/openapi/v3/api/v1?hash="))
+        );
     }
 
     #[test]

@@ -133,7 +133,11 @@ fn resource(method: &http::Method, group: &str, version: &str, rest: &[&str], qu
         ("PATCH", true) => Verb::Patch,
         ("DELETE", true) => Verb::Delete,
         ("DELETE", false) => Verb::DeleteCollection,
-        (m, _) => return Err(Error::MethodNotAllowed(format!("the server does not allow this method on the requested resource: {m}"))),
+        (m, _) => {
+            return Err(Error::MethodNotAllowed(format!(
+                "the server does not allow this method on the requested resource: {m}"
+            )));
+        }
     };
     Ok(Target::Resource(ResourceRequest { verb, resource, namespace, name, subresource }))
 }
@@ -187,7 +191,9 @@ impl Query {
         match self.value("dryRun") {
             None => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(Error::BadRequest(format!("Invalid dry run value: {other:?}; supported values: \"All\""))),
+            Some(other) => {
+                Err(Error::BadRequest(format!("Invalid dry run value: {other:?}; supported values: \"All\"")))
+            }
         }
     }
 }

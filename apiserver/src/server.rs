@@ -50,7 +50,8 @@ fn tls_config(config: &crate::Config) -> Result<rustls::ServerConfig, RunError> 
         .map_err(|e| read_pem_error(&config.tls_cert_file, e))?
         .collect::<Result<_, _>>()
         .map_err(|e| read_pem_error(&config.tls_cert_file, e))?;
-    let key = PrivateKeyDer::from_pem_file(&config.tls_private_key_file).map_err(|e| read_pem_error(&config.tls_private_key_file, e))?;
+    let key = PrivateKeyDer::from_pem_file(&config.tls_private_key_file)
+        .map_err(|e| read_pem_error(&config.tls_private_key_file, e))?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| RunError::Tls(e.to_string()))?;
@@ -78,16 +79,29 @@ impl Server {
     pub async fn bind(config: crate::Config, shutdown: CancellationToken) -> Result<Self, RunError> {
         let metrics = crate::metrics::Metrics::default();
         let store = crate::storage::Store::connect(&config.etcd_servers, &config.etcd_tls, metrics.clone()).await?;
-        let allocator = crate::admission::allocator::Allocator::new(&config.etcd_prefix, &config.service_cluster_ip_range, &config.service_node_port_range)
-            .map_err(|e| RunError::Config(e.to_string()))?;
+        let allocator = crate::admission::allocator::Allocator::new(
+            &config.etcd_prefix,
+            &config.service_cluster_ip_range,
+            &config.service_node_port_range,
+        )
+        .map_err(|e| RunError::Config(e.to_string()))?;
         let tokens = match &config.token_auth_file {
             Some(path) => Tokens::load(path).map_err(|e| RunError::Config(e.to_string()))?,
             None => Tokens::default(),
         };
         let tls = TlsAcceptor::from(Arc::new(tls_config(&config)?));
-        let listener = TcpListener::bind(config.listen).await.map_err(|source| RunError::Bind { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| RunError::Bind { addr: config.listen, source })?;
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let api = Api::new(store, config.etcd_prefix.clone(), allocator, config.max_request_bytes, config.watch_cache_size, metrics, shutdown.clone());
+        let api = Api::new(
+            store,
+            config.etcd_prefix.clone(),
+            allocator,
+            config.max_request_bytes,
+            config.watch_cache_size,
+            metrics,
+            shutdown.clone(),
+        );
         Ok(Server { listener, tls, state: Arc::new(State { api, tokens, address }), shutdown })
     }
 
@@ -131,7 +145,12 @@ impl Server {
                     }
                     Err(_) => return,
                 };
-                let user = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_from_certificate(c));
+                let user = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| user_from_certificate(c));
                 let service = hyper::service::service_fn(move |req| {
                     let state = state.clone();
                     let user = user.clone();
@@ -166,19 +185,35 @@ async fn serve(state: &State, cert_user: Option<User>, req: Request<Incoming>) -
         json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status())
     });
     let watch = verb == "watch" && resp.status().is_success();
-    state.api.metrics.observe_request(verb.to_ascii_lowercase().as_str(), resource, resp.status().as_u16(), (!watch).then(|| start.elapsed()));
+    state.api.metrics.observe_request(
+        verb.to_ascii_lowercase().as_str(),
+        resource,
+        resp.status().as_u16(),
+        (!watch).then(|| start.elapsed()),
+    );
     resp
 }
 
-async fn route(state: &State, cert_user: Option<User>, target: Result<Target, Error>, query: Query, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+async fn route(
+    state: &State,
+    cert_user: Option<User>,
+    target: Result<Target, Error>,
+    query: Query,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
     // Health needs no credentials (load balancers and kubelets probe it).
     if let Ok(Target::Path(p @ (Path::Healthz | Path::Livez | Path::Readyz))) = &target {
         return Ok(health(state, p).await);
     }
     let user = cert_user.or_else(|| {
-        req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| state.tokens.authenticate(v))
+        req.headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| state.tokens.authenticate(v))
     });
-    let Some(user) = user else { return Err(Error::Unauthorized) };
+    let Some(user) = user else {
+        return Err(Error::Unauthorized);
+    };
     let ok = |v: serde_json::Value| Ok(json_response(StatusCode::OK, &v));
     match target? {
         Target::Path(path) => match path {
@@ -187,8 +222,14 @@ async fn route(state: &State, cert_user: Option<User>, target: Result<Target, Er
             Path::Group(g) => discovery::group(&g).map_or(Err(Error::PathNotFound), ok),
             Path::ResourceList(g, v) => discovery::resource_list(&g, &v).map_or(Err(Error::PathNotFound), ok),
             Path::Version => ok(discovery::version()),
-            Path::Metrics => Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", state.api.metrics.encode())),
-            Path::OpenApiV3 => Ok(bytes_response(StatusCode::OK, "application/json", openapi::documents(&state.api.definitions).index())),
+            Path::Metrics => {
+                Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", state.api.metrics.encode()))
+            }
+            Path::OpenApiV3 => Ok(bytes_response(
+                StatusCode::OK,
+                "application/json",
+                openapi::documents(&state.api.definitions).index(),
+            )),
             Path::OpenApiV3GroupVersion(g, v) => openapi::documents(&state.api.definitions)
                 .group_version(&g, &v)
                 .map(|b| bytes_response(StatusCode::OK, "application/json", b))
@@ -219,7 +260,8 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Error> {
 async fn health(state: &State, path: &Path) -> Response<Body> {
     let ready = match path {
         Path::Readyz => {
-            let etcd = tokio::time::timeout(Duration::from_secs(2), state.api.store.revision()).await.is_ok_and(|r| r.is_ok());
+            let etcd =
+                tokio::time::timeout(Duration::from_secs(2), state.api.store.revision()).await.is_ok_and(|r| r.is_ok());
             etcd && state.api.synced()
         }
         _ => true,
@@ -227,6 +269,10 @@ async fn health(state: &State, path: &Path) -> Response<Body> {
     if ready {
         bytes_response(StatusCode::OK, "text/plain", "ok")
     } else {
-        bytes_response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "not ready: etcd unreachable or caches not synced")
+        bytes_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "not ready: etcd unreachable or caches not synced",
+        )
     }
 }

@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, KvClient, WatchClient,
-    TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, KvClient, TlsOptions, Txn,
+    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
 };
 
 use crate::metrics::Metrics;
@@ -131,9 +131,7 @@ impl Store {
     /// The current revision of the store.
     pub async fn revision(&self) -> Result<i64, StorageError> {
         let start = Instant::now();
-        let resp = self.kv.clone()
-            .get("\0", Some(GetOptions::new().with_count_only()))
-            .await;
+        let resp = self.kv.clone().get("\0", Some(GetOptions::new().with_count_only())).await;
         self.observe("revision", start);
         Ok(resp?.header().map_or(0, |h| h.revision()))
     }
@@ -194,7 +192,9 @@ impl Store {
         }
         let gets: Vec<_> = resp.op_responses();
         match gets.first() {
-            Some(TxnOpResponse::Get(g)) if g.kvs().is_empty() => return Err(StorageError::NotFound),
+            Some(TxnOpResponse::Get(g)) if g.kvs().is_empty() => {
+                return Err(StorageError::NotFound);
+            }
             Some(TxnOpResponse::Get(g)) if g.kvs()[0].mod_revision() != revision => {
                 return Err(StorageError::Conflict);
             }
@@ -216,9 +216,7 @@ impl Store {
         let mut then = vec![TxnOp::delete(key, None)];
         then.extend(extra_delete.iter().map(|k| TxnOp::delete(k.as_str(), None)));
         let start = Instant::now();
-        let resp = self.kv.clone()
-            .txn(Txn::new().when(when).and_then(then).or_else(vec![TxnOp::get(key, None)]))
-            .await;
+        let resp = self.kv.clone().txn(Txn::new().when(when).and_then(then).or_else(vec![TxnOp::get(key, None)])).await;
         self.observe("delete", start);
         let resp = resp?;
         if resp.succeeded() {
@@ -232,12 +230,16 @@ impl Store {
 
     /// Reads keys under `prefix` in key order, starting at `start` (inclusive) if given, at
     /// `revision` (0 = now), at most `limit` keys (0 = all).
-    pub async fn list(&self, prefix: &str, start: Option<&str>, revision: i64, limit: i64) -> Result<Page, StorageError> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start: Option<&str>,
+        revision: i64,
+        limit: i64,
+    ) -> Result<Page, StorageError> {
         let end = prefix_end(prefix);
         let from = start.unwrap_or(prefix);
-        let mut options = GetOptions::new()
-            .with_range(end)
-            .with_revision(revision);
+        let mut options = GetOptions::new().with_range(end).with_revision(revision);
         if limit > 0 {
             options = options.with_limit(limit);
         }
@@ -261,7 +263,9 @@ impl Store {
         let mut page = self.list(prefix, None, 0, RANGE_CHUNK).await?;
         let revision = page.revision;
         while page.remaining > 0 {
-            let Some(last) = page.kvs.last().map(|kv| format!("{}\0", kv.key)) else { break };
+            let Some(last) = page.kvs.last().map(|kv| format!("{}\0", kv.key)) else {
+                break;
+            };
             let next = self.list(prefix, Some(&last), revision, RANGE_CHUNK).await?;
             page.remaining = next.remaining;
             page.kvs.extend(next.kvs);
@@ -282,7 +286,6 @@ impl Store {
         }
         Ok(self.watch.clone().watch(prefix, Some(options)).await?)
     }
-
 }
 
 /// Keys read per etcd range request: ~1,000 objects of a few KiB stay well under gRPC's 4 MiB

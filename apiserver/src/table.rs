@@ -63,19 +63,13 @@ pub fn parse_include_object(value: &str) -> Option<IncludeObject> {
 ///
 /// An object that does not decode as its kind (which validation should make impossible) still
 /// gets a row: its name, and `<invalid>` in every other cell.
-pub fn to_table(
-    resource: &ResourceInfo,
-    objects: &[&Value],
-    include: IncludeObject,
-    now: Timestamp,
-) -> Value {
+pub fn to_table(resource: &ResourceInfo, objects: &[&Value], include: IncludeObject, now: Timestamp) -> Value {
     let printer = printer(resource);
     let columns: Vec<Value> = printer.columns.iter().map(|c| c.to_json()).collect();
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let cells = (printer.cells)(object, now)
-                .unwrap_or_else(|_| undecodable_cells(printer.columns, object));
+            let cells = (printer.cells)(object, now).unwrap_or_else(|_| undecodable_cells(printer.columns, object));
             let mut row = json!({ "cells": cells });
             if let Some(carried) = row_object(resource, object, include) {
                 row["object"] = carried;
@@ -114,59 +108,29 @@ struct Column {
 
 impl Column {
     const fn string(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            type_: "string",
-            format: "",
-            description,
-            priority: 0,
-        }
+        Self { name, type_: "string", format: "", description, priority: 0 }
     }
 
     const fn integer(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            type_: "integer",
-            format: "",
-            description,
-            priority: 0,
-        }
+        Self { name, type_: "integer", format: "", description, priority: 0 }
     }
 
     const fn boolean(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            type_: "boolean",
-            format: "",
-            description,
-            priority: 0,
-        }
+        Self { name, type_: "boolean", format: "", description, priority: 0 }
     }
 
     const fn date(name: &'static str, description: &'static str) -> Self {
-        Self {
-            name,
-            type_: "date",
-            format: "",
-            description,
-            priority: 0,
-        }
+        Self { name, type_: "date", format: "", description, priority: 0 }
     }
 
     /// The same column, shown only with `-o wide`.
     const fn wide(self) -> Self {
-        Self {
-            priority: 1,
-            ..self
-        }
+        Self { priority: 1, ..self }
     }
 
     /// The same column, marked as holding the object's name.
     const fn names(self) -> Self {
-        Self {
-            format: "name",
-            ..self
-        }
+        Self { format: "name", ..self }
     }
 
     fn to_json(self) -> Value {
@@ -181,31 +145,21 @@ impl Column {
 }
 
 /// The first column of almost every table.
-const NAME: Column = Column::string(
-    "Name",
-    "The object's name, unique among objects of its kind in its namespace.",
-)
-.names();
+const NAME: Column =
+    Column::string("Name", "The object's name, unique among objects of its kind in its namespace.").names();
 
 /// How long ago the object was created.
 const AGE: Column = Column::string("Age", "How long ago the object was created.");
 
 /// The printer of kinds without one of their own.
-static DEFAULT: Printer = Printer {
-    columns: &[NAME, AGE],
-    cells: default_cells,
-};
+static DEFAULT: Printer = Printer { columns: &[NAME, AGE], cells: default_cells };
 
 fn default_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
-    let metadata: api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
-        match object.get("metadata") {
-            Some(metadata) => decode(metadata)?,
-            None => Default::default(),
-        };
-    Ok(vec![
-        format::name(&metadata).into(),
-        format::age(&metadata, now).into(),
-    ])
+    let metadata: api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta = match object.get("metadata") {
+        Some(metadata) => decode(metadata)?,
+        None => Default::default(),
+    };
+    Ok(vec![format::name(&metadata).into(), format::age(&metadata, now).into()])
 }
 
 fn printer(resource: &ResourceInfo) -> &'static Printer {
@@ -242,9 +196,7 @@ fn printer(resource: &ResourceInfo) -> &'static Printer {
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => &access::ROLE,
         ("rbac.authorization.k8s.io", "RoleBinding") => &access::ROLE_BINDING,
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => &access::CLUSTER_ROLE_BINDING,
-        ("certificates.k8s.io", "CertificateSigningRequest") => {
-            &access::CERTIFICATE_SIGNING_REQUEST
-        }
+        ("certificates.k8s.io", "CertificateSigningRequest") => &access::CERTIFICATE_SIGNING_REQUEST,
         _ => &DEFAULT,
     }
 }
@@ -257,20 +209,8 @@ fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, serde_json::Error> {
 
 /// The row of an object that did not decode: its name where the name goes, `<invalid>` elsewhere.
 fn undecodable_cells(columns: &[Column], object: &Value) -> Vec<Value> {
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    columns
-        .iter()
-        .map(|column| {
-            if column.format == "name" {
-                name.into()
-            } else {
-                "<invalid>".into()
-            }
-        })
-        .collect()
+    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    columns.iter().map(|column| if column.format == "name" { name.into() } else { "<invalid>".into() }).collect()
 }
 
 /// What the row carries besides its cells, per `includeObject`.
@@ -285,9 +225,7 @@ fn row_object(resource: &ResourceInfo, object: &Value, include: IncludeObject) -
         IncludeObject::Object => {
             let mut whole = object.clone();
             if let Some(fields) = whole.as_object_mut() {
-                fields
-                    .entry("apiVersion")
-                    .or_insert_with(|| resource.api_version().into());
+                fields.entry("apiVersion").or_insert_with(|| resource.api_version().into());
                 fields.entry("kind").or_insert_with(|| resource.kind.into());
             }
             Some(whole)
@@ -307,11 +245,7 @@ mod testing {
 
     /// `now()` minus `seconds`, as the RFC 3339 text objects carry.
     pub(super) fn ago(seconds: i64) -> String {
-        let at = now()
-            .checked_sub(api_types::k8s_openapi::jiff::SignedDuration::from_secs(
-                seconds,
-            ))
-            .expect("in range");
+        let at = now().checked_sub(api_types::k8s_openapi::jiff::SignedDuration::from_secs(seconds)).expect("in range");
         at.to_string()
     }
 
@@ -327,13 +261,7 @@ mod testing {
         printer
             .columns
             .iter()
-            .map(|c| {
-                if c.priority == 1 {
-                    format!("+{}", c.name)
-                } else {
-                    c.name.to_string()
-                }
-            })
+            .map(|c| if c.priority == 1 { format!("+{}", c.name) } else { c.name.to_string() })
             .collect()
     }
 }
@@ -451,17 +379,8 @@ mod tests {
                 "{} rejected a minimal object: {cells:?}",
                 resource.group_resource()
             );
-            let first = if resource.kind == "Event" {
-                columns.len() - 1
-            } else {
-                0
-            };
-            assert_eq!(
-                columns[first]["format"],
-                "name",
-                "{}",
-                resource.group_resource()
-            );
+            let first = if resource.kind == "Event" { columns.len() - 1 } else { 0 };
+            assert_eq!(columns[first]["format"], "name", "{}", resource.group_resource());
             assert_eq!(cells[first], "x", "{}", resource.group_resource());
         }
     }

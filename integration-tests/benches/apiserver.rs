@@ -40,14 +40,18 @@ fn pod(name: &str) -> Pod {
 
 /// An HTTP/2 connection authenticated with the admin certificate: one connection carrying every
 /// request, as client-go (and so kubectl) does.
-async fn http2_connection(api: &ApiServer, pki: &Pki) -> Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+async fn http2_connection(
+    api: &ApiServer,
+    pki: &Pki,
+) -> Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(&pki.ca_cert)? {
         roots.add(cert?)?;
     }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pki.admin_cert)?.collect::<Result<_, _>>()?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&pki.admin_cert)?.collect::<Result<_, _>>()?;
     let key = PrivateKeyDer::from_pem_file(&pki.admin_key)?;
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()?
@@ -56,8 +60,12 @@ async fn http2_connection(api: &ApiServer, pki: &Pki) -> Result<hyper::client::c
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = tokio::net::TcpStream::connect(api.addr).await?;
     tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(ServerName::try_from("localhost")?.to_owned(), tcp).await?;
-    let (sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls)).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost")?.to_owned(), tcp)
+        .await?;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tls))
+            .await?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -73,7 +81,9 @@ async fn create_over_http2(api: &ApiServer, pki: &Pki, bodies: Vec<Vec<u8>>) -> 
         let mut sender = sender.clone();
         let uri = uri.clone();
         async move {
-            let req = http::Request::post(uri).header("content-type", "application/json").body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
+            let req = http::Request::post(uri)
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))?;
             sender.ready().await?;
             let resp = sender.send_request(req).await?;
             let status = resp.status();
@@ -160,7 +170,8 @@ async fn main() -> Result<()> {
 
     // Pod creates through the API server. Like the raw etcd side, the client sends bytes it
     // prepared beforehand and only checks the answer, so the figure is the server's.
-    let bodies: Vec<Vec<u8>> = (0..CREATES).map(|i| serde_json::to_vec(&pod(&format!("p-{i:05}")))).collect::<Result<_, _>>()?;
+    let bodies: Vec<Vec<u8>> =
+        (0..CREATES).map(|i| serde_json::to_vec(&pod(&format!("p-{i:05}")))).collect::<Result<_, _>>()?;
     let etcd_pid = etcd.members[0].pid().unwrap_or(0);
     let cpu = |pid| integration_tests::cpu_time(pid).unwrap_or_default();
     let (me0, etcd0) = (cpu(std::process::id()), cpu(etcd_pid));
@@ -168,7 +179,9 @@ async fn main() -> Result<()> {
     futures::stream::iter(bodies.into_iter().map(|body| {
         let client = client.clone();
         async move {
-            let req = http::Request::post("/api/v1/namespaces/bench/pods").header("content-type", "application/json").body(body)?;
+            let req = http::Request::post("/api/v1/namespaces/bench/pods")
+                .header("content-type", "application/json")
+                .body(body)?;
             client.request_text(req).await.map_err(anyhow::Error::from)
         }
     }))
@@ -195,7 +208,8 @@ async fn main() -> Result<()> {
     let raw_rate = CREATES as f64 / start.elapsed().as_secs_f64();
     let raw_cpu = ((cpu(std::process::id()) - me0) / CREATES as u32, (cpu(etcd_pid) - etcd0) / CREATES as u32);
     let ratio = api_rate / raw_rate;
-    let h2_bodies: Vec<Vec<u8>> = (0..CREATES).map(|i| serde_json::to_vec(&pod(&format!("h2-{i:05}")))).collect::<Result<_, _>>()?;
+    let h2_bodies: Vec<Vec<u8>> =
+        (0..CREATES).map(|i| serde_json::to_vec(&pod(&format!("h2-{i:05}")))).collect::<Result<_, _>>()?;
     let (me0, etcd0) = (cpu(std::process::id()), cpu(etcd_pid));
     let h2_rate = create_over_http2(&api, &pki, h2_bodies).await?;
     let h2_cpu = ((cpu(std::process::id()) - me0) / CREATES as u32, (cpu(etcd_pid) - etcd0) / CREATES as u32);
@@ -205,11 +219,15 @@ async fn main() -> Result<()> {
     );
     println!(
         "  CPU per operation: HTTP/2 create {:.0} µs in the bench process + {:.0} µs in etcd",
-        h2_cpu.0.as_secs_f64() * 1e6, h2_cpu.1.as_secs_f64() * 1e6,
+        h2_cpu.0.as_secs_f64() * 1e6,
+        h2_cpu.1.as_secs_f64() * 1e6,
     );
     println!(
         "  CPU per operation: API create {:.0} µs in the bench process (client + rk-apiserver) + {:.0} µs in etcd; raw put {:.0} µs client + {:.0} µs etcd",
-        api_cpu.0.as_secs_f64() * 1e6, api_cpu.1.as_secs_f64() * 1e6, raw_cpu.0.as_secs_f64() * 1e6, raw_cpu.1.as_secs_f64() * 1e6,
+        api_cpu.0.as_secs_f64() * 1e6,
+        api_cpu.1.as_secs_f64() * 1e6,
+        raw_cpu.0.as_secs_f64() * 1e6,
+        raw_cpu.1.as_secs_f64() * 1e6,
     );
     println!(
         "pod creates over HTTP/1.1 (kube-rs, {CONCURRENCY} concurrent): {api_rate:.0}/s through rk-apiserver / raw etcd puts {raw_rate:.0}/s \
@@ -221,7 +239,8 @@ async fn main() -> Result<()> {
     let (watched_rate, watched_cpu) = raw_txn_creates(&etcd, bytes.clone(), "/rkube-bench/watched/", true).await?;
     println!(
         "  etcd alone: create-if-absent transactions {txn_rate:.0}/s ({:.0} µs etcd CPU each); with a prefix watcher {watched_rate:.0}/s ({:.0} µs)",
-        txn_cpu.as_secs_f64() * 1e6, watched_cpu.as_secs_f64() * 1e6,
+        txn_cpu.as_secs_f64() * 1e6,
+        watched_cpu.as_secs_f64() * 1e6,
     );
     // LIST of the 10,000 pods (and the warm-up ones) in the bench namespace.
     let mut list_times = Vec::new();

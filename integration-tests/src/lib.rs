@@ -18,7 +18,11 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> Result<Self> {
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("rkube-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "rkube-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir)?;
         Ok(TempDir(dir))
     }
@@ -107,7 +111,10 @@ impl EtcdTls {
     fn connect_options(&self) -> Result<etcd_client::ConnectOptions> {
         let tls = etcd_client::TlsOptions::new()
             .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&self.ca)?))
-            .identity(etcd_client::Identity::from_pem(std::fs::read(&self.client_cert)?, std::fs::read(&self.client_key)?));
+            .identity(etcd_client::Identity::from_pem(
+                std::fs::read(&self.client_cert)?,
+                std::fs::read(&self.client_key)?,
+            ));
         Ok(etcd_client::ConnectOptions::new().with_tls(tls))
     }
 }
@@ -136,7 +143,8 @@ impl Etcd {
     async fn cluster_with(size: usize, tls: Option<EtcdTls>) -> Result<Self> {
         let dir = std::sync::Arc::new(TempDir::new("etcd")?);
         let ports: Vec<(u16, u16)> = (0..size).map(|_| Ok((free_port()?, free_port()?))).collect::<Result<_>>()?;
-        let initial: Vec<String> = ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
+        let initial: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
         let mut members = Vec::new();
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
@@ -190,7 +198,9 @@ impl Etcd {
             };
             match tokio::time::timeout(Duration::from_secs(2), attempt).await {
                 Ok(Ok(())) => return Ok(()),
-                _ if Instant::now() > deadline => bail!("etcd did not become healthy within {timeout:?}"),
+                _ if Instant::now() > deadline => {
+                    bail!("etcd did not become healthy within {timeout:?}")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
@@ -255,7 +265,8 @@ impl Pki {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
         params.distinguished_name.push(DnType::CommonName, "etcd");
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.extended_key_usages =
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth, rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer)?;
         let server_cert = self.dir.path().join("etcd-server.crt");
         let server_key = self.dir.path().join("etcd-server.key");
@@ -283,7 +294,11 @@ impl Pki {
 
     /// A kubeconfig for `server` authenticating with the admin certificate.
     pub fn kubeconfig(&self, server: SocketAddr) -> Result<PathBuf> {
-        let user = format!("    client-certificate: {}\n    client-key: {}\n", self.admin_cert.display(), self.admin_key.display());
+        let user = format!(
+            "    client-certificate: {}\n    client-key: {}\n",
+            self.admin_cert.display(),
+            self.admin_key.display()
+        );
         self.kubeconfig_as(server, "admin", &user)
     }
 

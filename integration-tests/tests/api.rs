@@ -54,7 +54,9 @@ async fn crud_conflicts_and_defaults() -> Result<()> {
     assert_eq!(status_code(&conflict), Some(409));
 
     // Merge, JSON and strategic merge patches.
-    let p = pods.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"a": "1"}}}))).await?;
+    let p = pods
+        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"a": "1"}}})))
+        .await?;
     assert_eq!(p.metadata.annotations.as_ref().and_then(|a| a.get("a")).map(String::as_str), Some("1"));
     let jp = json!([{"op": "add", "path": "/metadata/labels/j", "value": "x"}]);
     let req = http::Request::patch("/api/v1/namespaces/default/pods/web")
@@ -64,7 +66,11 @@ async fn crud_conflicts_and_defaults() -> Result<()> {
     let p = pods.get("web").await?;
     assert_eq!(p.metadata.labels.as_ref().and_then(|l| l.get("j")).map(String::as_str), Some("x"));
     let p = pods
-        .patch("web", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"containers": [{"name": "app", "image": "busybox:1.37"}]}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"containers": [{"name": "app", "image": "busybox:1.37"}]}})),
+        )
         .await?;
     let containers = &p.spec.as_ref().expect("spec").containers;
     assert_eq!((containers.len(), containers[0].image.as_deref()), (1, Some("busybox:1.37")));
@@ -122,7 +128,9 @@ async fn selectors_paging_and_finalizers() -> Result<()> {
 
     // A finalizer keeps a deleted object until it is removed.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "data": {"k": "v"}}))?;
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "data": {"k": "v"}}),
+    )?;
     cms.create(&PostParams::default(), &cm).await?;
     cms.delete("held", &DeleteParams::default()).await?;
     let held = cms.get("held").await?;
@@ -137,18 +145,67 @@ async fn bad_input_gets_a_status_not_a_crash() -> Result<()> {
     let c = Cluster::start().await?;
     let client = c.client().await?;
     let raw = |method: &str, path: &str, ctype: &str, body: &str| {
-        http::Request::builder().method(method).uri(path).header("content-type", ctype).body(body.as_bytes().to_vec()).expect("request")
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ctype)
+            .body(body.as_bytes().to_vec())
+            .expect("request")
     };
     let cases = [
         ("POST", "/api/v1/namespaces/default/configmaps", "application/json", "{not json", 400),
-        ("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", "application/json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"dta":{}}"#, 400),
-        ("POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", "application/json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","name":"b"}}"#, 400),
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/json", r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"}}"#, 400),
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Not_Valid"}}"#, 422),
-        ("POST", "/api/v1/namespaces/default/pods", "application/json", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[]}}"#, 422),
-        ("POST", "/api/v1/namespaces/nowhere/configmaps", "application/json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#, 404),
-        ("PUT", "/api/v1/namespaces/default/configmaps/a", "application/json", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}}"#, 400),
-        ("POST", "/api/v1/namespaces/default/configmaps", "application/vnd.kubernetes.protobuf", "x", 415),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"dta":{}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","name":"b"}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Not_Valid"}}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[]}}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/nowhere/configmaps",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"}}"#,
+            404,
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/a",
+            "application/json",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"b"}}"#,
+            400,
+        ),
+        ("POST", "/api/v1/namespaces/default/configmaps", "application/vnd.kubernetes.protobuf", "x", 400),
+        ("POST", "/api/v1/namespaces/default/configmaps", "application/vnd.kubernetes.protobuf", "k8s\0\n\x05", 400),
+        ("POST", "/api/v1/namespaces/default/configmaps", "application/cbor", "x", 415),
         ("GET", "/api/v1/namespaces/default/widgets", "application/json", "", 404),
     ];
     for (method, path, ctype, body, want) in cases {
@@ -164,8 +221,16 @@ async fn bad_input_gets_a_status_not_a_crash() -> Result<()> {
     }
     // 413 for a body over the limit.
     let small = ApiServer::start_with(&c.etcd.endpoints(), &c.pki, |cfg| cfg.max_request_bytes = 1024).await?;
-    let big = format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#, "x".repeat(4096));
-    let err = small.client().await?.request_text(raw("POST", "/api/v1/namespaces/default/configmaps", "application/json", &big)).await.expect_err("too large");
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(4096)
+    );
+    let err = small
+        .client()
+        .await?
+        .request_text(raw("POST", "/api/v1/namespaces/default/configmaps", "application/json", &big))
+        .await
+        .expect_err("too large");
     assert_eq!(status_code(&err), Some(413));
     Ok(())
 }
@@ -183,7 +248,10 @@ async fn namespaces_exist_and_terminating_ones_refuse_content() -> Result<()> {
     let doomed = ns.get("doomed").await?;
     assert_eq!(doomed.status.and_then(|s| s.phase).as_deref(), Some("Terminating"));
     let cms: Api<ConfigMap> = Api::namespaced(client, "doomed");
-    let err = cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}}))?).await.expect_err("terminating");
+    let err = cms
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}}))?)
+        .await
+        .expect_err("terminating");
     assert_eq!(status_code(&err), Some(403));
     Ok(())
 }
@@ -200,7 +268,8 @@ async fn scale_subresource_and_binding() -> Result<()> {
     let created = deploys.create(&PostParams::default(), &d).await?;
     assert_eq!(created.spec.as_ref().and_then(|s| s.replicas), Some(1));
     assert_eq!(created.metadata.generation, Some(1));
-    let scale = deploys.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await?;
+    let scale =
+        deploys.patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}}))).await?;
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(4));
     let after = deploys.get("web").await?;
     assert_eq!((after.spec.and_then(|s| s.replicas), after.metadata.generation), (Some(4), Some(2)));
@@ -208,11 +277,15 @@ async fn scale_subresource_and_binding() -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.create(&PostParams::default(), &pod("bindme", &[])).await?;
     let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bindme"}, "target": {"kind": "Node", "name": "n1"}});
-    let req = http::Request::post("/api/v1/namespaces/default/pods/bindme/binding").header("content-type", "application/json").body(serde_json::to_vec(&binding)?)?;
+    let req = http::Request::post("/api/v1/namespaces/default/pods/bindme/binding")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&binding)?)?;
     client.request_text(req).await?;
     let bound = pods.get("bindme").await?;
     assert_eq!(bound.spec.and_then(|s| s.node_name).as_deref(), Some("n1"));
-    let req = http::Request::post("/api/v1/namespaces/default/pods/bindme/binding").header("content-type", "application/json").body(serde_json::to_vec(&binding)?)?;
+    let req = http::Request::post("/api/v1/namespaces/default/pods/bindme/binding")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&binding)?)?;
     assert_eq!(status_code(&client.request_text(req).await.expect_err("bound twice")), Some(409));
     // A bound pod is deleted gracefully: marked, not removed (the kubelet finishes it).
     pods.delete("bindme", &DeleteParams::default()).await?;
@@ -228,7 +301,10 @@ async fn services_get_cluster_ips_and_node_ports() -> Result<()> {
     let c = Cluster::start().await?;
     let svcs: Api<Service> = Api::namespaced(c.client().await?, "default");
     let svc = |name: &str, node_port: Option<i32>| -> Service {
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [{"port": 80, "nodePort": node_port}]}})).expect("svc")
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [{"port": 80, "nodePort": node_port}]}}),
+        )
+        .expect("svc")
     };
     let a = svcs.create(&PostParams::default(), &svc("a", Some(30080))).await?;
     let spec = a.spec.expect("spec");
@@ -270,7 +346,9 @@ async fn watches_resume_filter_and_expire() -> Result<()> {
     let mut all = pods2.watch(&WatchParams::default().timeout(10), &rv).await?.boxed();
     let mut names = Vec::new();
     while names.len() < 2 {
-        if let Some(WatchEvent::Added(p) | WatchEvent::Modified(p)) = tokio::time::timeout(Duration::from_secs(10), all.try_next()).await?? {
+        if let Some(WatchEvent::Added(p) | WatchEvent::Modified(p)) =
+            tokio::time::timeout(Duration::from_secs(10), all.try_next()).await??
+        {
             names.push(p.metadata.name.unwrap_or_default());
         }
     }
@@ -310,7 +388,8 @@ async fn only_authenticated_clients_get_past_health() -> Result<()> {
     let alice = integration_tests::client_from(&pki.kubeconfig_as(api.addr, "alice", "    token: s3cret\n")?).await?;
     let ns: Api<Namespace> = Api::all(alice);
     assert!(ns.get_opt("default").await?.is_some());
-    let mallory = integration_tests::client_from(&pki.kubeconfig_as(api.addr, "mallory", "    token: guess\n")?).await?;
+    let mallory =
+        integration_tests::client_from(&pki.kubeconfig_as(api.addr, "mallory", "    token: guess\n")?).await?;
     let err = mallory.request_text(get("/api/v1/namespaces")).await.expect_err("bad token");
     assert_eq!(status_code(&err), Some(401));
     Ok(())
@@ -322,7 +401,12 @@ async fn etcd_over_tls_with_client_certificates() -> Result<()> {
     let etcd = integration_tests::Etcd::start_tls(&pki).await?;
     let tls = etcd.tls.clone().expect("tls");
     // Without a client certificate etcd refuses the API server.
-    let plain = apiserver::storage::Store::connect(&etcd.endpoints(), &apiserver::storage::EtcdTls { ca_file: Some(tls.ca.clone()), ..Default::default() }, Default::default()).await;
+    let plain = apiserver::storage::Store::connect(
+        &etcd.endpoints(),
+        &apiserver::storage::EtcdTls { ca_file: Some(tls.ca.clone()), ..Default::default() },
+        Default::default(),
+    )
+    .await;
     let refused = match plain {
         Err(_) => true,
         Ok(store) => tokio::time::timeout(Duration::from_secs(5), store.revision()).await.map_or(true, |r| r.is_err()),
@@ -345,10 +429,12 @@ async fn deletecollection_bookmarks_generation_and_metrics() -> Result<()> {
         cms.create(&PostParams::default(), &cm).await?;
     }
     // A list right after writes sees them (a consistent read).
-    let before: Vec<String> = cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    let before: Vec<String> =
+        cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
     assert_eq!(before, vec!["a", "b", "c"]);
     cms.delete_collection(&DeleteParams::default(), &ListParams::default().labels("keep=no")).await?;
-    let left: Vec<String> = cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    let left: Vec<String> =
+        cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
     assert_eq!(left, vec!["c"]);
 
     // Metadata-only changes leave generation alone; spec changes bump it.
@@ -358,9 +444,12 @@ async fn deletecollection_bookmarks_generation_and_metrics() -> Result<()> {
         "spec": {"selector": {"matchLabels": {"app": "gen"}}, "template": {"metadata": {"labels": {"app": "gen"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
     }))?;
     deploys.create(&PostParams::default(), &d).await?;
-    let labelled = deploys.patch("gen", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await?;
+    let labelled = deploys
+        .patch("gen", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})))
+        .await?;
     assert_eq!(labelled.metadata.generation, Some(1));
-    let respec = deploys.patch("gen", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await?;
+    let respec =
+        deploys.patch("gen", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await?;
     assert_eq!(respec.metadata.generation, Some(2));
 
     // A watch that allows bookmarks gets one carrying a resourceVersion once there is progress.
@@ -397,7 +486,8 @@ async fn lists_larger_than_a_grpc_message_are_read_in_chunks() -> Result<()> {
     let cms: Api<ConfigMap> = Api::namespaced(c.client().await?, "default");
     let blob = "x".repeat(200 * 1024);
     for i in 0..30 {
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("big-{i:02}")}, "data": {"blob": blob}}))?;
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": format!("big-{i:02}")}, "data": {"blob": blob}}))?;
         cms.create(&PostParams::default(), &cm).await?;
     }
     // 6 MiB: more than gRPC's 4 MiB per message, from etcd (no resourceVersion)…

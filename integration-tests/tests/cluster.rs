@@ -42,7 +42,8 @@ async fn writes_keep_succeeding_when_an_etcd_member_stops() -> Result<()> {
             }
         }
     }
-    let names: HashSet<String> = cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    let names: HashSet<String> =
+        cms.list(&ListParams::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
     assert_eq!(names.len(), 70);
     etcd.members[0].restart()?;
     Ok(())
@@ -95,7 +96,9 @@ async fn five_hundred_watchers_share_one_etcd_watch() -> Result<()> {
     let arrivals = futures::future::join_all(streams.iter_mut().map(|s| async move {
         loop {
             match tokio::time::timeout(Duration::from_secs(20), s.try_next()).await {
-                Ok(Ok(Some(WatchEvent::Added(c)))) => return c.metadata.name.as_deref() == Some("hello"),
+                Ok(Ok(Some(WatchEvent::Added(c)))) => {
+                    return c.metadata.name.as_deref() == Some("hello");
+                }
                 Ok(Ok(Some(WatchEvent::Bookmark(_)))) => continue,
                 _ => return false,
             }

@@ -121,8 +121,5 @@ fn property_mut<'a>(
     definition: &str,
     field: &str,
 ) -> Option<&'a mut Value> {
-    definitions
-        .get_mut(definition)?
-        .get_mut("properties")?
-        .get_mut(field)
+    definitions.get_mut(definition)?.get_mut("properties")?.get_mut(field)
 }

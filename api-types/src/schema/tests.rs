@@ -1,8 +1,8 @@
 //! Tests of the generated definitions.
 
 use k8s_openapi::api::{
-    admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v2 as autoscaling,
-    batch::v1 as batch, core::v1 as core, policy::v1 as policy, storage::v1 as storage,
+    admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch,
+    core::v1 as core, policy::v1 as policy, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -64,10 +64,7 @@ fn fields_carry_upstream_patch_metadata() {
     ];
     for (definition, field, strategy, merge_key) in cases {
         let got = defs.field(definition, field).map(|f| f.patch);
-        let want = PatchMeta {
-            strategy: *strategy,
-            merge_key: *merge_key,
-        };
+        let want = PatchMeta { strategy: *strategy, merge_key: *merge_key };
         assert_eq!(got, Some(want), "{definition}.{field}");
     }
 }
@@ -80,9 +77,7 @@ fn every_patch_table_entry_names_a_generated_property() {
         assert_eq!(got, Some(*strategy), "{definition}.{field}");
     }
     for (definition, field, list_type, _) in LIST_TYPES {
-        let got = defs
-            .field(definition, field)
-            .and_then(|f| f.schema.get(LIST_TYPE).cloned());
+        let got = defs.field(definition, field).and_then(|f| f.schema.get(LIST_TYPE).cloned());
         assert_eq!(got, Some(json!(list_type)), "{definition}.{field}");
     }
 }
@@ -91,31 +86,17 @@ fn every_patch_table_entry_names_a_generated_property() {
 fn top_level_kinds_carry_their_group_version_kind() {
     let defs = small_defs();
     let cases = [
-        (
-            "io.k8s.api.apps.v1.Deployment",
-            json!([{"group": "apps", "kind": "Deployment", "version": "v1"}]),
-        ),
-        (
-            "io.k8s.api.core.v1.Pod",
-            json!([{"group": "", "kind": "Pod", "version": "v1"}]),
-        ),
+        ("io.k8s.api.apps.v1.Deployment", json!([{"group": "apps", "kind": "Deployment", "version": "v1"}])),
+        ("io.k8s.api.core.v1.Pod", json!([{"group": "", "kind": "Pod", "version": "v1"}])),
     ];
     for (name, want) in cases {
-        let got = defs
-            .definition(name)
-            .and_then(|d| d.get(GROUP_VERSION_KIND));
+        let got = defs.definition(name).and_then(|d| d.get(GROUP_VERSION_KIND));
         assert_eq!(got, Some(&want), "{name}");
     }
     let spec = defs.definition("io.k8s.api.core.v1.PodSpec");
     assert!(spec.is_some_and(|s| s.get(GROUP_VERSION_KIND).is_none()));
-    assert_eq!(
-        defs.definition_name_for("apps", "v1", "Deployment"),
-        Some("io.k8s.api.apps.v1.Deployment")
-    );
-    assert_eq!(
-        defs.kinds_of("io.k8s.api.core.v1.Service"),
-        vec![GroupVersionKind::new("", "v1", "Service")]
-    );
+    assert_eq!(defs.definition_name_for("apps", "v1", "Deployment"), Some("io.k8s.api.apps.v1.Deployment"));
+    assert_eq!(defs.kinds_of("io.k8s.api.core.v1.Service"), vec![GroupVersionKind::new("", "v1", "Service")]);
 }
 
 #[test]
@@ -140,20 +121,14 @@ fn kinds_do_not_require_metadata() {
 #[test]
 fn no_reference_dangles() {
     assert_eq!(small_defs().dangling_refs(), Vec::<String>::new());
-    assert_eq!(
-        Definitions::from_roots(&broad_roots()).dangling_refs(),
-        Vec::<String>::new()
-    );
+    assert_eq!(Definitions::from_roots(&broad_roots()).dangling_refs(), Vec::<String>::new());
 }
 
 #[test]
 fn v2_references_point_to_definitions() {
     let v2 = small_defs().to_v2_definitions();
     let affinity = &v2["io.k8s.api.core.v1.PodSpec"]["properties"]["affinity"];
-    assert_eq!(
-        affinity["$ref"],
-        json!("#/definitions/io.k8s.api.core.v1.Affinity")
-    );
+    assert_eq!(affinity["$ref"], json!("#/definitions/io.k8s.api.core.v1.Affinity"));
 }
 
 #[test]
@@ -164,22 +139,15 @@ fn v3_references_point_to_components_and_wrap_siblings_in_all_of() {
     assert!(!text.contains("#/definitions/"));
     let schemas = &v3["schemas"];
     let affinity = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["affinity"];
-    assert_eq!(
-        affinity["allOf"],
-        json!([{"$ref": "#/components/schemas/io.k8s.api.core.v1.Affinity"}])
-    );
+    assert_eq!(affinity["allOf"], json!([{"$ref": "#/components/schemas/io.k8s.api.core.v1.Affinity"}]));
     assert!(affinity.get("$ref").is_none());
     assert!(affinity.get("description").is_some());
     let items = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"]["items"];
-    assert_eq!(
-        items,
-        &json!({"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"})
-    );
+    assert_eq!(items, &json!({"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}));
     let strategy = &schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"];
     assert_eq!(strategy[PATCH_STRATEGY], json!("retainKeys"));
     // JSONSchemaProps has a property named `$ref`, which is not a reference.
-    let props =
-        &schemas["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"];
+    let props = &schemas["io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"];
     assert_eq!(props["properties"]["$ref"]["type"], json!("string"));
 }
 
@@ -190,10 +158,7 @@ fn output_is_plain_openapi() {
         match value {
             Value::Object(map) => {
                 for key in ["$schema", "$defs", "definitions"] {
-                    assert!(
-                        !map.contains_key(key) || path.ends_with(".properties"),
-                        "{key} at {path}"
-                    );
+                    assert!(!map.contains_key(key) || path.ends_with(".properties"), "{key} at {path}");
                 }
                 for (k, v) in map {
                     check(&format!("{path}.{k}"), v);
@@ -224,19 +189,11 @@ fn fields_resolve_to_their_definitions() {
         ("io.k8s.api.core.v1.ServicePort", "targetPort", Shape::Scalar, Some("io.k8s.apimachinery.pkg.util.intstr.IntOrString")),
     ];
     for (definition, field, shape, type_name) in cases {
-        let got = defs
-            .field(definition, field)
-            .map(|f| (f.shape, f.type_name));
+        let got = defs.field(definition, field).map(|f| (f.shape, f.type_name));
         assert_eq!(got, Some((*shape, *type_name)), "{definition}.{field}");
     }
-    assert!(
-        defs.field("io.k8s.api.core.v1.PodSpec", "noSuchField")
-            .is_none()
-    );
-    assert!(
-        defs.field("io.k8s.api.core.v1.NoSuchType", "spec")
-            .is_none()
-    );
+    assert!(defs.field("io.k8s.api.core.v1.PodSpec", "noSuchField").is_none());
+    assert!(defs.field("io.k8s.api.core.v1.NoSuchType", "spec").is_none());
 }
 
 #[test]
@@ -244,10 +201,7 @@ fn ref_names_are_read_in_every_form() {
     let cases = [
         (json!({"$ref": "#/definitions/a.B"}), Some("a.B")),
         (json!({"$ref": "#/components/schemas/a.B"}), Some("a.B")),
-        (
-            json!({"allOf": [{"$ref": "#/components/schemas/a.B"}], "description": "x"}),
-            Some("a.B"),
-        ),
+        (json!({"allOf": [{"$ref": "#/components/schemas/a.B"}], "description": "x"}), Some("a.B")),
         (json!({"$ref": "http://elsewhere/a.B"}), None),
         (json!({"$ref": {"type": "string"}}), None),
         (json!({"type": "string"}), None),
@@ -259,15 +213,9 @@ fn ref_names_are_read_in_every_form() {
 
 #[test]
 fn patch_strategies_are_split_on_commas() {
-    let meta = PatchMeta {
-        strategy: Some("merge,retainKeys"),
-        merge_key: Some("name"),
-    };
+    let meta = PatchMeta { strategy: Some("merge,retainKeys"), merge_key: Some("name") };
     assert!(meta.merges() && meta.retains_keys() && !meta.replaces());
-    let meta = PatchMeta {
-        strategy: Some("retainKeys"),
-        merge_key: None,
-    };
+    let meta = PatchMeta { strategy: Some("retainKeys"), merge_key: None };
     assert!(!meta.merges() && meta.retains_keys());
     assert!(!PatchMeta::default().merges());
 }

@@ -105,29 +105,22 @@ fn merges_containers_by_name() {
             name: "nulls in a new container are dropped",
             type_name: DEPLOYMENT,
             original: deployment(json!([{"name": "a", "image": "x"}])),
-            patch: containers_patch(
-                json!([{"name": "a", "image": "x"}, {"name": "b", "image": "y", "command": null}]),
-            ),
+            patch: containers_patch(json!([{"name": "a", "image": "x"}, {"name": "b", "image": "y", "command": null}])),
             want: deployment(json!([{"name": "a", "image": "x"}, {"name": "b", "image": "y"}])),
         },
         Case {
             name: "patch elements come in the patch's order, the others stay ahead of later ones",
             type_name: DEPLOYMENT,
             original: deployment(json!([{"name": "a"}, {"name": "b"}, {"name": "c"}])),
-            patch: containers_patch(
-                json!([{"name": "c", "image": "3"}, {"name": "a", "image": "1"}]),
-            ),
-            want: deployment(
-                json!([{"name": "b"}, {"name": "c", "image": "3"}, {"name": "a", "image": "1"}]),
-            ),
+            patch: containers_patch(json!([{"name": "c", "image": "3"}, {"name": "a", "image": "1"}])),
+            want: deployment(json!([{"name": "b"}, {"name": "c", "image": "3"}, {"name": "a", "image": "1"}])),
         },
     ]);
 }
 
 #[test]
 fn merges_env_by_name() {
-    let with_env =
-        |env: Value| deployment(json!([{"name": "app", "image": "nginx:1", "env": env}]));
+    let with_env = |env: Value| deployment(json!([{"name": "app", "image": "nginx:1", "env": env}]));
     let env_patch = |env: Value| containers_patch(json!([{"name": "app", "env": env}]));
     run(vec![
         Case {
@@ -140,9 +133,7 @@ fn merges_env_by_name() {
         Case {
             name: "an env var's value is changed and its valueFrom cleared",
             type_name: DEPLOYMENT,
-            original: with_env(
-                json!([{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]),
-            ),
+            original: with_env(json!([{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}])),
             patch: env_patch(json!([{"name": "A", "value": "1", "valueFrom": null}])),
             want: with_env(json!([{"name": "A", "value": "1"}])),
         },
@@ -158,16 +149,12 @@ fn merges_env_by_name() {
 
 #[test]
 fn follows_set_element_order() {
-    let with_env =
-        |image: &str, env: Value| deployment(json!([{"name": "app", "image": image, "env": env}]));
+    let with_env = |image: &str, env: Value| deployment(json!([{"name": "app", "image": image, "env": env}]));
     run(vec![
         Case {
             name: "kubectl apply's patch after removing env B from the file",
             type_name: DEPLOYMENT,
-            original: with_env(
-                "nginx:1",
-                json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]),
-            ),
+            original: with_env("nginx:1", json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])),
             patch: json!({"spec": {"template": {"spec": {
                 "$setElementOrder/containers": [{"name": "app"}],
                 "containers": [{
@@ -369,8 +356,7 @@ fn merges_service_ports_by_port() {
 
 #[test]
 fn retains_only_listed_keys() {
-    let rolling =
-        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    let rolling = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
     let with_strategy = |strategy: Value| json!({"spec": {"replicas": 1, "strategy": strategy}});
     let pod_volumes = |volumes: Value| json!({"spec": {"volumes": volumes}});
     run(vec![
@@ -458,12 +444,7 @@ fn merges_status_lists_by_their_keys() {
 fn rejects_malformed_patches() {
     let original = deployment(json!([{"name": "app", "image": "nginx:1"}]));
     let cases: Vec<(&str, Value, Value, &str)> = vec![
-        (
-            "a patch that is a list",
-            original.clone(),
-            json!([1]),
-            "must be a JSON object",
-        ),
+        ("a patch that is a list", original.clone(), json!([1]), "must be a JSON object"),
         (
             "a merged element without its merge key",
             original.clone(),
@@ -548,18 +529,12 @@ fn rejects_malformed_patches() {
         }
     }
     let got = apply(&json!("x"), &json!({}), defs(), POD);
-    assert_eq!(
-        got,
-        Err(StrategicMergeError::OriginalNotAnObject("a string"))
-    );
+    assert_eq!(got, Err(StrategicMergeError::OriginalNotAnObject("a string")));
 }
 
 #[test]
 fn quotes_long_elements_shortly() {
     let long = json!({"image": "x".repeat(1000)});
     let quoted = quote(&long);
-    assert!(
-        quoted.len() <= MAX_QUOTED + 3 && quoted.ends_with("..."),
-        "{quoted}"
-    );
+    assert!(quoted.len() <= MAX_QUOTED + 3 && quoted.ends_with("..."), "{quoted}");
 }

@@ -37,7 +37,8 @@ impl Allocator {
     pub fn new(root: &str, cidr: &str, node_ports: &str) -> Result<Self, RangeError> {
         let (ip, len) = cidr.split_once('/').ok_or_else(|| RangeError::Cidr(cidr.into()))?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| RangeError::Cidr(cidr.into()))?;
-        let prefix_len: u8 = len.parse().ok().filter(|l| (8..=30).contains(l)).ok_or_else(|| RangeError::Cidr(cidr.into()))?;
+        let prefix_len: u8 =
+            len.parse().ok().filter(|l| (8..=30).contains(l)).ok_or_else(|| RangeError::Cidr(cidr.into()))?;
         let mask = u32::MAX << (32 - prefix_len);
         let (lo, hi) = node_ports.split_once('-').ok_or_else(|| RangeError::Ports(node_ports.into()))?;
         let lo: u16 = lo.trim().parse().map_err(|_| RangeError::Ports(node_ports.into()))?;
@@ -96,7 +97,11 @@ impl Allocator {
                     errors.push(FieldError::invalid(
                         "spec.clusterIPs[0]",
                         &ip,
-                        format!("provided IP is not in the valid range. The range of valid IPs is {}/{}", Ipv4Addr::from(self.network), self.prefix_len),
+                        format!(
+                            "provided IP is not in the valid range. The range of valid IPs is {}/{}",
+                            Ipv4Addr::from(self.network),
+                            self.prefix_len
+                        ),
                     ));
                     None
                 }
@@ -211,7 +216,8 @@ mod tests {
 
     #[test]
     fn headless_and_external_name_services_allocate_nothing() {
-        for mut svc in [json!({"spec": {"clusterIP": "None", "ports": []}}), json!({"spec": {"type": "ExternalName"}})] {
+        for mut svc in [json!({"spec": {"clusterIP": "None", "ports": []}}), json!({"spec": {"type": "ExternalName"}})]
+        {
             assert_eq!(allocator().allocate(&mut svc, None, "a/b").expect("ok").keys.len(), 0);
         }
     }

@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 
 use api_types::k8s_openapi::api::{
-    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, core::v1 as core,
-    discovery::v1 as discovery, networking::v1 as networking, rbac::v1 as rbac,
-    storage::v1 as storage,
+    apps::v1 as apps, autoscaling::v2 as autoscaling, batch::v1 as batch, core::v1 as core, discovery::v1 as discovery,
+    networking::v1 as networking, rbac::v1 as rbac, storage::v1 as storage,
 };
 use api_types::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -70,13 +69,9 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) -> Result<(), se
         }
         ("", "PersistentVolumeClaim") => {
             edit(obj, "spec", persistent_volume_claim)?;
-            edit(
-                obj,
-                "status",
-                |s: &mut core::PersistentVolumeClaimStatus| {
-                    default_str(&mut s.phase, "Pending");
-                },
-            )
+            edit(obj, "status", |s: &mut core::PersistentVolumeClaimStatus| {
+                default_str(&mut s.phase, "Pending");
+            })
         }
         ("", "Endpoints") => edit_list(obj, "subsets", endpoint_subset),
         ("apps", "Deployment") => keep_absent_selector(obj, |o| edit(o, "spec", deployment)),
@@ -108,9 +103,7 @@ where
         obj
     } else {
         let Some(map) = obj.as_object_mut() else {
-            return Err(serde::de::Error::custom(
-                "expected the object to be a JSON object",
-            ));
+            return Err(serde::de::Error::custom("expected the object to be a JSON object"));
         };
         map.entry(key).or_insert(Value::Null)
     };
@@ -146,18 +139,15 @@ fn keep_absent_selector(
 ) -> Result<(), serde_json::Error> {
     let had_selector = obj.pointer("/spec/selector").is_some_and(|s| !s.is_null());
     f(obj)?;
-    if !had_selector
-        && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.remove("selector");
-        }
+    if !had_selector && let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("selector");
+    }
     Ok(())
 }
 
 fn set_missing_str(obj: &mut Value, key: &str, value: &str) {
     if let Some(map) = obj.as_object_mut() {
-        let unset = map
-            .get(key)
-            .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+        let unset = map.get(key).is_none_or(|v| v.is_null() || v.as_str() == Some(""));
         if unset {
             map.insert(key.to_string(), Value::String(value.to_string()));
         }
@@ -207,14 +197,9 @@ fn pod_spec(spec: &mut core::PodSpec) {
     default_str(&mut spec.dns_policy, DEFAULT_DNS_POLICY);
     default_str(&mut spec.restart_policy, DEFAULT_RESTART_POLICY);
     spec.security_context.get_or_insert_with(Default::default);
-    spec.termination_grace_period_seconds
-        .get_or_insert(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
+    spec.termination_grace_period_seconds.get_or_insert(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS);
     default_str(&mut spec.scheduler_name, DEFAULT_SCHEDULER_NAME);
-    for c in spec
-        .containers
-        .iter_mut()
-        .chain(spec.init_containers.iter_mut().flatten())
-    {
+    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
         container(c);
     }
     for c in spec.ephemeral_containers.iter_mut().flatten() {
@@ -230,36 +215,22 @@ macro_rules! container_defaults {
     ($c:expr) => {{
         let c = $c;
         if c.image_pull_policy.as_deref().is_none_or(str::is_empty) {
-            c.image_pull_policy =
-                Some(image_pull_policy(c.image.as_deref().unwrap_or("")).to_string());
+            c.image_pull_policy = Some(image_pull_policy(c.image.as_deref().unwrap_or("")).to_string());
         }
-        default_str(
-            &mut c.termination_message_path,
-            DEFAULT_TERMINATION_MESSAGE_PATH,
-        );
-        default_str(
-            &mut c.termination_message_policy,
-            DEFAULT_TERMINATION_MESSAGE_POLICY,
-        );
+        default_str(&mut c.termination_message_path, DEFAULT_TERMINATION_MESSAGE_PATH);
+        default_str(&mut c.termination_message_policy, DEFAULT_TERMINATION_MESSAGE_POLICY);
         // A plain struct in Go, so it always shows as `resources: {}`.
         c.resources.get_or_insert_with(Default::default);
         for p in c.ports.iter_mut().flatten() {
             default_str(&mut p.protocol, DEFAULT_PROTOCOL);
         }
-        for p in [
-            &mut c.liveness_probe,
-            &mut c.readiness_probe,
-            &mut c.startup_probe,
-        ] {
+        for p in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe] {
             if let Some(p) = p {
                 probe(p);
             }
         }
         if let Some(lifecycle) = &mut c.lifecycle {
-            for h in [&mut lifecycle.post_start, &mut lifecycle.pre_stop]
-                .into_iter()
-                .flatten()
-            {
+            for h in [&mut lifecycle.post_start, &mut lifecycle.pre_stop].into_iter().flatten() {
                 if let Some(http) = &mut h.http_get {
                     http_get(http);
                 }
@@ -288,11 +259,7 @@ fn ephemeral_container(c: &mut core::EphemeralContainer) {
 
 /// `Always` when the image names the `latest` tag, or no tag and no digest; else `IfNotPresent`.
 fn image_pull_policy(image: &str) -> &'static str {
-    if image_tag(image) == Some("latest") {
-        "Always"
-    } else {
-        "IfNotPresent"
-    }
+    if image_tag(image) == Some("latest") { "Always" } else { "IfNotPresent" }
 }
 
 /// The tag an image reference resolves to: its explicit tag, `latest` when it has neither tag
@@ -347,9 +314,7 @@ fn requests_from_limits(r: &mut core::ResourceRequirements) {
     let Some(limits) = &r.limits else { return };
     let requests = r.requests.get_or_insert_with(BTreeMap::new);
     for (name, limit) in limits {
-        requests
-            .entry(name.clone())
-            .or_insert_with(|| limit.clone());
+        requests.entry(name.clone()).or_insert_with(|| limit.clone());
     }
 }
 
@@ -364,12 +329,7 @@ fn host_network_ports<'a>(ports: impl Iterator<Item = &'a mut core::ContainerPor
 
 fn volume(v: &mut core::Volume) {
     // A volume that names no source is an emptyDir.
-    if *v
-        == (core::Volume {
-            name: v.name.clone(),
-            ..Default::default()
-        })
-    {
+    if *v == (core::Volume { name: v.name.clone(), ..Default::default() }) {
         v.empty_dir = Some(Default::default());
     }
     if let Some(s) = &mut v.secret {
@@ -389,8 +349,7 @@ fn volume(v: &mut core::Volume) {
                 downward_api_files(d.items.iter_mut().flatten());
             }
             if let Some(t) = &mut source.service_account_token {
-                t.expiration_seconds
-                    .get_or_insert(DEFAULT_TOKEN_EXPIRATION_SECONDS);
+                t.expiration_seconds.get_or_insert(DEFAULT_TOKEN_EXPIRATION_SECONDS);
             }
         }
     }
@@ -398,11 +357,7 @@ fn volume(v: &mut core::Volume) {
         // Upstream's "unset" host path type is the empty string, and it is printed.
         s.type_.get_or_insert_with(String::new);
     }
-    if let Some(template) = v
-        .ephemeral
-        .as_mut()
-        .and_then(|e| e.volume_claim_template.as_mut())
-    {
+    if let Some(template) = v.ephemeral.as_mut().and_then(|e| e.volume_claim_template.as_mut()) {
         persistent_volume_claim(&mut template.spec);
     }
 }
@@ -436,13 +391,9 @@ fn service(spec: &mut core::ServiceSpec) {
         }
     }
     if spec.session_affinity.as_deref() == Some("ClientIP") {
-        let config = spec
-            .session_affinity_config
-            .get_or_insert_with(Default::default);
+        let config = spec.session_affinity_config.get_or_insert_with(Default::default);
         let client_ip = config.client_ip.get_or_insert_with(Default::default);
-        client_ip
-            .timeout_seconds
-            .get_or_insert(DEFAULT_CLIENT_IP_TIMEOUT_SECONDS);
+        client_ip.timeout_seconds.get_or_insert(DEFAULT_CLIENT_IP_TIMEOUT_SECONDS);
     }
     if matches!(type_, "NodePort" | "LoadBalancer") {
         default_str(&mut spec.external_traffic_policy, "Cluster");
@@ -496,25 +447,18 @@ fn labels_from_template(
 /// `kubernetes` finalizer; once deleting, the namespace controller removes that finalizer and
 /// it must not come back.
 fn namespace(obj: &mut Value) -> Result<(), serde_json::Error> {
-    let deleting = obj
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null());
+    let deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
     edit(obj, "metadata", |m: &mut ObjectMeta| {
         if let Some(name) = m.name.clone().filter(|n| !n.is_empty()) {
-            m.labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(NAMESPACE_NAME_LABEL.to_string(), name);
+            m.labels.get_or_insert_with(BTreeMap::new).insert(NAMESPACE_NAME_LABEL.to_string(), name);
         }
     })?;
     edit(obj, "spec", |spec: &mut core::NamespaceSpec| {
         if !deleting {
-            spec.finalizers
-                .get_or_insert_with(|| vec![NAMESPACE_FINALIZER.to_string()]);
+            spec.finalizers.get_or_insert_with(|| vec![NAMESPACE_FINALIZER.to_string()]);
         }
     })?;
-    edit(obj, "status", |s: &mut core::NamespaceStatus| {
-        default_str(&mut s.phase, "Active")
-    })
+    edit(obj, "status", |s: &mut core::NamespaceStatus| default_str(&mut s.phase, "Active"))
 }
 
 fn persistent_volume(spec: &mut core::PersistentVolumeSpec) {
@@ -547,10 +491,8 @@ fn deployment(spec: &mut apps::DeploymentSpec) {
         rolling.max_unavailable.get_or_insert_with(percent);
         rolling.max_surge.get_or_insert_with(percent);
     }
-    spec.revision_history_limit
-        .get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
-    spec.progress_deadline_seconds
-        .get_or_insert(DEFAULT_PROGRESS_DEADLINE_SECONDS);
+    spec.revision_history_limit.get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
+    spec.progress_deadline_seconds.get_or_insert(DEFAULT_PROGRESS_DEADLINE_SECONDS);
     pod_template(&mut spec.template);
 }
 
@@ -562,18 +504,11 @@ fn replica_set(spec: &mut apps::ReplicaSetSpec) {
 /// A StatefulSet. Its claim templates are whole PersistentVolumeClaims in k8s-openapi, which
 /// always print `apiVersion` and `kind`; upstream keeps them only where the client sent them.
 fn stateful_set(obj: &mut Value) -> Result<(), serde_json::Error> {
-    let claims = obj
-        .pointer("/spec/volumeClaimTemplates")
-        .and_then(Value::as_array);
-    let had_type_meta: Vec<(bool, bool)> = claims
-        .into_iter()
-        .flatten()
-        .map(|c| (c.get("apiVersion").is_some(), c.get("kind").is_some()))
-        .collect();
+    let claims = obj.pointer("/spec/volumeClaimTemplates").and_then(Value::as_array);
+    let had_type_meta: Vec<(bool, bool)> =
+        claims.into_iter().flatten().map(|c| (c.get("apiVersion").is_some(), c.get("kind").is_some())).collect();
     edit(obj, "spec", stateful_set_spec)?;
-    let claims = obj
-        .pointer_mut("/spec/volumeClaimTemplates")
-        .and_then(Value::as_array_mut);
+    let claims = obj.pointer_mut("/spec/volumeClaimTemplates").and_then(Value::as_array_mut);
     for (claim, (had_api_version, had_kind)) in claims.into_iter().flatten().zip(had_type_meta) {
         if let Some(claim) = claim.as_object_mut() {
             if !had_api_version {
@@ -596,11 +531,8 @@ fn stateful_set_spec(spec: &mut apps::StatefulSetSpec) {
         let rolling = strategy.rolling_update.get_or_insert_with(Default::default);
         rolling.partition.get_or_insert(0);
     }
-    spec.revision_history_limit
-        .get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
-    let retention = spec
-        .persistent_volume_claim_retention_policy
-        .get_or_insert_with(Default::default);
+    spec.revision_history_limit.get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
+    let retention = spec.persistent_volume_claim_retention_policy.get_or_insert_with(Default::default);
     default_str(&mut retention.when_deleted, "Retain");
     default_str(&mut retention.when_scaled, "Retain");
     for claim in spec.volume_claim_templates.iter_mut().flatten() {
@@ -619,8 +551,7 @@ fn daemon_set(spec: &mut apps::DaemonSetSpec) {
         rolling.max_unavailable.get_or_insert(IntOrString::Int(1));
         rolling.max_surge.get_or_insert(IntOrString::Int(0));
     }
-    spec.revision_history_limit
-        .get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
+    spec.revision_history_limit.get_or_insert(DEFAULT_REVISION_HISTORY_LIMIT);
     pod_template(&mut spec.template);
 }
 
@@ -630,11 +561,7 @@ fn job(obj: &mut Value) -> Result<(), serde_json::Error> {
     let mut template_labels = None;
     edit(obj, "spec", |spec: &mut batch::JobSpec| {
         job_spec(spec);
-        template_labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone());
+        template_labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone());
     })?;
     labels_from_template(obj, template_labels)
 }
@@ -645,25 +572,13 @@ fn job_spec(spec: &mut batch::JobSpec) {
         spec.completions = Some(1);
     }
     spec.parallelism.get_or_insert(1);
-    let backoff = if spec.backoff_limit_per_index.is_some() {
-        i32::MAX
-    } else {
-        DEFAULT_JOB_BACKOFF_LIMIT
-    };
+    let backoff = if spec.backoff_limit_per_index.is_some() { i32::MAX } else { DEFAULT_JOB_BACKOFF_LIMIT };
     spec.backoff_limit.get_or_insert(backoff);
     default_str(&mut spec.completion_mode, "NonIndexed");
     spec.suspend.get_or_insert(false);
-    let replacement = if spec.pod_failure_policy.is_some() {
-        "Failed"
-    } else {
-        "TerminatingOrFailed"
-    };
+    let replacement = if spec.pod_failure_policy.is_some() { "Failed" } else { "TerminatingOrFailed" };
     default_str(&mut spec.pod_replacement_policy, replacement);
-    for rule in spec
-        .pod_failure_policy
-        .iter_mut()
-        .flat_map(|p| p.rules.iter_mut())
-    {
+    for rule in spec.pod_failure_policy.iter_mut().flat_map(|p| p.rules.iter_mut()) {
         for pattern in rule.on_pod_conditions.iter_mut().flatten() {
             if pattern.status.is_empty() {
                 pattern.status = "True".to_string();
@@ -676,10 +591,8 @@ fn job_spec(spec: &mut batch::JobSpec) {
 fn cron_job(spec: &mut batch::CronJobSpec) {
     default_str(&mut spec.concurrency_policy, "Allow");
     spec.suspend.get_or_insert(false);
-    spec.successful_jobs_history_limit
-        .get_or_insert(DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT);
-    spec.failed_jobs_history_limit
-        .get_or_insert(DEFAULT_FAILED_JOBS_HISTORY_LIMIT);
+    spec.successful_jobs_history_limit.get_or_insert(DEFAULT_SUCCESSFUL_JOBS_HISTORY_LIMIT);
+    spec.failed_jobs_history_limit.get_or_insert(DEFAULT_FAILED_JOBS_HISTORY_LIMIT);
     // A job template is not a Job: only its pod template gets defaults.
     let job = spec.job_template.spec.get_or_insert_with(Default::default);
     pod_template(&mut job.template);
@@ -711,16 +624,8 @@ fn storage_class(sc: &mut storage::StorageClass) {
 }
 
 fn network_policy(spec: &mut networking::NetworkPolicySpec) {
-    let ingress_ports = spec
-        .ingress
-        .iter_mut()
-        .flatten()
-        .flat_map(|r| r.ports.iter_mut().flatten());
-    let egress_ports = spec
-        .egress
-        .iter_mut()
-        .flatten()
-        .flat_map(|r| r.ports.iter_mut().flatten());
+    let ingress_ports = spec.ingress.iter_mut().flatten().flat_map(|r| r.ports.iter_mut().flatten());
+    let egress_ports = spec.egress.iter_mut().flatten().flat_map(|r| r.ports.iter_mut().flatten());
     for p in ingress_ports.chain(egress_ports) {
         default_str(&mut p.protocol, DEFAULT_PROTOCOL);
     }
@@ -747,17 +652,12 @@ fn cluster_role_binding(b: &mut rbac::ClusterRoleBinding) {
     rbac_binding(&mut b.role_ref, b.subjects.iter_mut().flatten());
 }
 
-fn rbac_binding<'a>(
-    role_ref: &mut rbac::RoleRef,
-    subjects: impl Iterator<Item = &'a mut rbac::Subject>,
-) {
+fn rbac_binding<'a>(role_ref: &mut rbac::RoleRef, subjects: impl Iterator<Item = &'a mut rbac::Subject>) {
     if role_ref.api_group.is_empty() {
         role_ref.api_group = RBAC_GROUP.to_string();
     }
     for s in subjects {
-        if s.api_group.as_deref().is_none_or(str::is_empty)
-            && matches!(s.kind.as_str(), "User" | "Group")
-        {
+        if s.api_group.as_deref().is_none_or(str::is_empty) && matches!(s.kind.as_str(), "User" | "Group") {
             s.api_group = Some(RBAC_GROUP.to_string());
         }
     }

@@ -38,11 +38,7 @@ impl FieldError {
     }
     /// An invalid string value; rendered quoted, as upstream does.
     pub fn invalid(field: impl Into<String>, value: &str, detail: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            kind: FieldErrorKind::Invalid(format!("{value:?}")),
-            detail: detail.into(),
-        }
+        Self { field: field.into(), kind: FieldErrorKind::Invalid(format!("{value:?}")), detail: detail.into() }
     }
     /// An invalid value already rendered (numbers, maps).
     pub fn invalid_raw(field: impl Into<String>, value: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -57,10 +53,7 @@ impl FieldError {
     pub fn not_supported(field: impl Into<String>, value: &str, valid: &[&str]) -> Self {
         Self {
             field: field.into(),
-            kind: FieldErrorKind::NotSupported(
-                format!("{value:?}"),
-                valid.iter().map(|v| format!("{v:?}")).collect(),
-            ),
+            kind: FieldErrorKind::NotSupported(format!("{value:?}"), valid.iter().map(|v| format!("{v:?}")).collect()),
             detail: String::new(),
         }
     }

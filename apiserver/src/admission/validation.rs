@@ -96,11 +96,7 @@ impl Path {
     }
 
     fn child(&self, name: &str) -> Self {
-        if self.0.is_empty() {
-            Self(name.to_string())
-        } else {
-            Self(format!("{}.{name}", self.0))
-        }
+        if self.0.is_empty() { Self(name.to_string()) } else { Self(format!("{}.{name}", self.0)) }
     }
 
     fn index(&self, i: usize) -> Self {
@@ -134,11 +130,7 @@ impl From<Path> for String {
 /// A part that does not decode is reported as one error at its path.
 fn decode<T: DeserializeOwned>(obj: &Value, key: &str) -> Result<T, FieldError> {
     let empty = Value::Object(serde_json::Map::new());
-    let part = if key.is_empty() {
-        obj
-    } else {
-        obj.get(key).filter(|v| !v.is_null()).unwrap_or(&empty)
-    };
+    let part = if key.is_empty() { obj } else { obj.get(key).filter(|v| !v.is_null()).unwrap_or(&empty) };
     T::deserialize(part).map_err(|e| {
         let path = if key.is_empty() { "<root>" } else { key };
         FieldError::invalid_raw(path, "", format!("cannot be decoded: {e}"))
@@ -155,19 +147,11 @@ fn invalid_rendered(path: &Path, value: String, detail: &str) -> FieldError {
 /// `FieldErrorKind` has no `NotFound` variant, so this is reported as an invalid value whose
 /// detail says "not found".
 fn not_found(path: &Path, value: &str) -> FieldError {
-    FieldError {
-        field: path.into(),
-        kind: FieldErrorKind::NotFound(format!("{value:?}")),
-        detail: String::new(),
-    }
+    FieldError { field: path.into(), kind: FieldErrorKind::NotFound(format!("{value:?}")), detail: String::new() }
 }
 
 fn too_long(path: &Path, max: usize) -> FieldError {
-    FieldError {
-        field: path.into(),
-        kind: FieldErrorKind::TooLong(max),
-        detail: String::new(),
-    }
+    FieldError { field: path.into(), kind: FieldErrorKind::TooLong(max), detail: String::new() }
 }
 
 fn immutable_str(path: &Path, new: &str, old: &str) -> Option<FieldError> {
@@ -175,9 +159,7 @@ fn immutable_str(path: &Path, new: &str, old: &str) -> Option<FieldError> {
 }
 
 fn non_negative(path: &Path, value: Option<i64>) -> Option<FieldError> {
-    value
-        .filter(|v| *v < 0)
-        .map(|v| FieldError::invalid_raw(path, v.to_string(), IS_NEGATIVE))
+    value.filter(|v| *v < 0).map(|v| FieldError::invalid_raw(path, v.to_string(), IS_NEGATIVE))
 }
 
 /// A required string with a fixed set of values: `Required value` when empty, else
@@ -191,27 +173,15 @@ fn supported_value(path: &Path, value: Option<&str>, valid: &[&str]) -> Option<F
 }
 
 /// Like [`supported_value`] for optional fields: nothing to say when unset.
-fn optional_supported_value(
-    path: &Path,
-    value: Option<&str>,
-    valid: &[&str],
-) -> Option<FieldError> {
-    value
-        .filter(|v| !v.is_empty())
-        .and_then(|v| supported_value(path, Some(v), valid))
+fn optional_supported_value(path: &Path, value: Option<&str>, valid: &[&str]) -> Option<FieldError> {
+    value.filter(|v| !v.is_empty()).and_then(|v| supported_value(path, Some(v), valid))
 }
 
 /// Each message of a name check as an invalid value at `path`.
-fn name_errors(
-    path: &Path,
-    value: &str,
-    messages: Vec<String>,
-) -> impl Iterator<Item = FieldError> {
+fn name_errors(path: &Path, value: &str, messages: Vec<String>) -> impl Iterator<Item = FieldError> {
     let path = path.clone();
     let value = value.to_string();
-    messages
-        .into_iter()
-        .map(move |msg| FieldError::invalid(&path, &value, msg))
+    messages.into_iter().map(move |msg| FieldError::invalid(&path, &value, msg))
 }
 
 /// Label keys must be qualified names and values valid label values; both are reported at the
@@ -227,13 +197,8 @@ fn validate_labels(path: &Path, labels: Option<&BTreeMap<String, String>>) -> Ve
 
 /// Port numbers: 1–65535.
 fn port_number(path: &Path, port: i32) -> Option<FieldError> {
-    (!(1..=65535).contains(&port)).then(|| {
-        FieldError::invalid_raw(
-            path,
-            port.to_string(),
-            "must be between 1 and 65535, inclusive",
-        )
-    })
+    (!(1..=65535).contains(&port))
+        .then(|| FieldError::invalid_raw(path, port.to_string(), "must be between 1 and 65535, inclusive"))
 }
 
 /// Upstream's `IsValidPortName`: an IANA service name.
@@ -242,14 +207,8 @@ fn port_name_messages(name: &str) -> Vec<String> {
     if name.len() > 15 {
         msgs.push("must be no more than 15 characters".to_string());
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        || name.is_empty()
-    {
-        msgs.push(
-            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
-        );
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') || name.is_empty() {
+        msgs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     } else if !name.bytes().any(|b| b.is_ascii_lowercase()) {
         msgs.push("must contain at least one letter (a-z)".to_string());
     }

@@ -1,10 +1,11 @@
-//! Request bodies: JSON or YAML into a JSON value, checked against the kind's Rust type so that
+//! Request bodies: JSON, YAML or Kubernetes protobuf into a JSON value, checked against the kind's Rust type so that
 //! type errors are a 400, and unknown or duplicate fields follow `fieldValidation`
 //! (Strict → 400, Warn → a `Warning` header, Ignore → nothing). The value that comes out is the
 //! typed round trip, so unknown fields never reach storage.
 
 use std::fmt;
 
+use api_types::protobuf::Decoder;
 use api_types::registry::{KindVisitor, visit_kind};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Serialize, de::DeserializeOwned};
@@ -25,9 +26,9 @@ impl FieldValidation {
             None | Some("") | Some("Warn") => Ok(Self::Warn),
             Some("Strict") => Ok(Self::Strict),
             Some("Ignore") => Ok(Self::Ignore),
-            Some(other) => Err(Error::BadRequest(format!(
-                "fieldValidation must be one of Ignore, Warn, or Strict, got {other:?}"
-            ))),
+            Some(other) => {
+                Err(Error::BadRequest(format!("fieldValidation must be one of Ignore, Warn, or Strict, got {other:?}")))
+            }
         }
     }
 }
@@ -37,6 +38,8 @@ impl FieldValidation {
 pub enum BodyFormat {
     Json,
     Yaml,
+    /// `application/vnd.kubernetes.protobuf`, as client-go's typed clients send.
+    Protobuf,
 }
 
 pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, Error> {
@@ -44,13 +47,21 @@ pub fn body_format(content_type: Option<&str>) -> Result<BodyFormat, Error> {
     match media {
         "application/json" | "" | "*/*" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
-        _ => Err(Error::UnsupportedMediaType("application/json, application/yaml".into())),
+        "application/vnd.kubernetes.protobuf" => Ok(BodyFormat::Protobuf),
+        _ => Err(Error::UnsupportedMediaType(
+            "application/json, application/yaml, application/vnd.kubernetes.protobuf".into(),
+        )),
     }
 }
 
 /// Parses a body into a JSON value, reporting duplicate keys by path.
-pub fn parse(format: BodyFormat, body: &[u8]) -> Result<(Value, Vec<String>), Error> {
+pub fn parse(format: BodyFormat, body: &[u8], protobuf: &Decoder) -> Result<(Value, Vec<String>), Error> {
     match format {
+        BodyFormat::Protobuf => {
+            let value =
+                protobuf.decode(body).map_err(|e| Error::BadRequest(format!("error decoding protobuf: {e}")))?;
+            Ok((value, Vec::new()))
+        }
         BodyFormat::Json => {
             let mut duplicates = Vec::new();
             let mut de = serde_json::Deserializer::from_slice(body);
@@ -181,7 +192,11 @@ fn upstream_path(path: &str) -> String {
 }
 
 /// Applies `validation` to what decoding found: an error for Strict, warnings for Warn.
-pub fn field_problems(validation: FieldValidation, unknown: &[String], duplicates: &[String]) -> Result<Vec<String>, Error> {
+pub fn field_problems(
+    validation: FieldValidation,
+    unknown: &[String],
+    duplicates: &[String],
+) -> Result<Vec<String>, Error> {
     let problems: Vec<String> = unknown
         .iter()
         .map(|p| format!("unknown field \"{p}\""))
@@ -204,7 +219,7 @@ mod tests {
     #[test]
     fn duplicate_keys_are_reported_with_their_path() {
         let body = br#"{"metadata":{"name":"a","name":"b"},"spec":{"containers":[{"name":"x","name":"y"}]}}"#;
-        let (value, dups) = parse(BodyFormat::Json, body).expect("parses");
+        let (value, dups) = parse(BodyFormat::Json, body, &Decoder::new(&Default::default())).expect("parses");
         assert_eq!(dups, vec!["metadata.name", "spec.containers[0].name"]);
         assert_eq!(value["metadata"]["name"], "b");
     }
@@ -230,7 +245,10 @@ mod tests {
     fn strict_validation_rejects_and_warn_reports() {
         let unknown = vec!["spec.x".to_string()];
         assert!(field_problems(FieldValidation::Strict, &unknown, &[]).is_err());
-        assert_eq!(field_problems(FieldValidation::Warn, &unknown, &[]).ok(), Some(vec!["unknown field \"spec.x\"".to_string()]));
+        assert_eq!(
+            field_problems(FieldValidation::Warn, &unknown, &[]).ok(),
+            Some(vec!["unknown field \"spec.x\"".to_string()])
+        );
         assert_eq!(field_problems(FieldValidation::Ignore, &unknown, &[]).ok(), Some(vec![]));
     }
 
@@ -238,8 +256,10 @@ mod tests {
     fn yaml_and_protobuf_media_types() {
         assert_eq!(body_format(Some("application/yaml")).ok(), Some(BodyFormat::Yaml));
         assert_eq!(body_format(Some("application/json; charset=utf-8")).ok(), Some(BodyFormat::Json));
-        assert!(body_format(Some("application/vnd.kubernetes.protobuf")).is_err());
-        let (v, _) = parse(BodyFormat::Yaml, b"metadata:\n  name: a\n").expect("yaml");
+        assert_eq!(body_format(Some("application/vnd.kubernetes.protobuf")).ok(), Some(BodyFormat::Protobuf));
+        assert!(body_format(Some("application/cbor")).is_err());
+        let protobuf = Decoder::new(&Default::default());
+        let (v, _) = parse(BodyFormat::Yaml, b"metadata:\n  name: a\n", &protobuf).expect("yaml");
         assert_eq!(v["metadata"]["name"], "a");
     }
 }

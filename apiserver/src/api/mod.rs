@@ -36,6 +36,8 @@ pub struct Api {
     pub max_body_bytes: usize,
     pub metrics: Metrics,
     pub definitions: Arc<Definitions>,
+    /// Field tables for protobuf bodies, named after `definitions`.
+    pub protobuf: api_types::protobuf::Decoder,
     pub shutdown: CancellationToken,
 }
 
@@ -57,7 +59,8 @@ impl Api {
             })
             .collect();
         let definitions = Arc::new(crate::openapi::definitions());
-        Api { store, root, caches, allocator, max_body_bytes, metrics, definitions, shutdown }
+        let protobuf = api_types::protobuf::Decoder::new(&definitions);
+        Api { store, root, caches, allocator, max_body_bytes, metrics, definitions, protobuf, shutdown }
     }
 
     pub fn cache(&self, resource: &ResourceInfo) -> &Cache {
@@ -70,13 +73,18 @@ impl Api {
         self.caches.values().all(|c| c.revision() > 0)
     }
 
-
     pub fn key(&self, resource: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
         crate::object::key(&self.root, resource, namespace, name)
     }
 
     /// Serves one resource request.
-    pub async fn handle(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    pub async fn handle(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
         match req.verb {
             Verb::Get => self.get(req, query, headers).await,
             Verb::List => self.list(req, query, headers).await,
@@ -84,8 +92,8 @@ impl Api {
             Verb::Create => self.create(req, query, headers, body).await,
             Verb::Update => self.update(req, query, headers, body).await,
             Verb::Patch => self.patch(req, query, headers, body).await,
-            Verb::Delete => self.delete(req, query, body).await,
-            Verb::DeleteCollection => self.delete_collection(req, query, body).await,
+            Verb::Delete => self.delete(req, query, headers, body).await,
+            Verb::DeleteCollection => self.delete_collection(req, query, headers, body).await,
         }
     }
 }
@@ -146,9 +154,7 @@ pub fn representation(headers: &HeaderMap) -> Result<Representation, Error> {
     if json_ok {
         Ok(Representation::Object)
     } else {
-        Err(Error::NotAcceptable(
-            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io".into(),
-        ))
+        Err(Error::NotAcceptable("only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io".into()))
     }
 }
 
@@ -164,7 +170,9 @@ mod tests {
 
     #[test]
     fn kubectl_get_asks_for_a_table() {
-        let h = accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json");
+        let h = accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+        );
         assert_eq!(representation(&h).ok(), Some(Representation::Table));
     }
 

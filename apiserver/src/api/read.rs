@@ -44,8 +44,7 @@ impl Filter {
         let resource = req.resource;
         let labels = match query.value("labelSelector") {
             Some(s) => Some(
-                LabelSelector::parse(s)
-                    .map_err(|e| Error::BadRequest(format!("unable to parse requirement: {e}")))?,
+                LabelSelector::parse(s).map_err(|e| Error::BadRequest(format!("unable to parse requirement: {e}")))?,
             ),
             None => None,
         };
@@ -64,9 +63,7 @@ impl Filter {
                 .map_err(|e| Error::BadRequest(format!("invalid field selector: {e}")))?;
             for (field, _, _) in sel.requirements() {
                 if object::field_value(resource, &Value::Null, field).is_none() {
-                    return Err(Error::BadRequest(format!(
-                        "field label not supported: {field}"
-                    )));
+                    return Err(Error::BadRequest(format!("field label not supported: {field}")));
                 }
             }
             Some(sel)
@@ -107,7 +104,11 @@ fn encode_continue(rv: i64, next_key: &str) -> String {
 }
 
 fn decode_continue(token: &str, prefix: &str) -> Result<Continue, Error> {
-    let bad = || Error::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into());
+    let bad = || {
+        Error::BadRequest(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into(),
+        )
+    };
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let c: Continue = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     if c.v != "meta.k8s.io/v1" || c.rv <= 0 || !c.start.starts_with(prefix) {
@@ -132,7 +133,12 @@ struct ListResult {
 }
 
 impl Api {
-    pub(super) async fn get(&self, req: &ResourceRequest, _query: &Query, headers: &HeaderMap) -> Result<Response<Body>, Error> {
+    pub(super) async fn get(
+        &self,
+        req: &ResourceRequest,
+        _query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, Error> {
         let repr = representation(headers)?;
         let name = req.name.as_deref().unwrap_or_default();
         let key = self.key(req.resource, req.namespace.as_deref(), name);
@@ -146,7 +152,8 @@ impl Api {
         };
         Ok(match repr {
             Representation::Table => {
-                let mut t = table::to_table(req.resource, &[&obj], table::IncludeObject::Metadata, jiff::Timestamp::now());
+                let mut t =
+                    table::to_table(req.resource, &[&obj], table::IncludeObject::Metadata, jiff::Timestamp::now());
                 t["metadata"] = json!({ "resourceVersion": object::resource_version(&obj) });
                 super::json_response(StatusCode::OK, &t)
             }
@@ -154,7 +161,12 @@ impl Api {
         })
     }
 
-    pub(super) async fn list(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response<Body>, Error> {
+    pub(super) async fn list(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, Error> {
         let repr = representation(headers)?;
         let filter = Filter::new(self, req, query)?;
         let limit = query.int("limit")?.filter(|l| *l > 0);
@@ -210,17 +222,27 @@ impl Api {
             return self.list_from_etcd(filter, None, 0, None, false).await;
         }
         let (objects, revision) = cache.snapshot(filter.prefix());
-        let items = if filter.selects_all() { objects } else { objects.into_iter().filter(|o| filter.matches(o)).collect() };
+        let items =
+            if filter.selects_all() { objects } else { objects.into_iter().filter(|o| filter.matches(o)).collect() };
         Ok(ListResult { items, revision, continue_token: None, remaining: None })
     }
 
-    async fn list_from_etcd(&self, filter: &Filter, start: Option<String>, mut revision: i64, limit: Option<i64>, continuing: bool) -> Result<ListResult, Error> {
+    async fn list_from_etcd(
+        &self,
+        filter: &Filter,
+        start: Option<String>,
+        mut revision: i64,
+        limit: Option<i64>,
+        continuing: bool,
+    ) -> Result<ListResult, Error> {
         let mut items = Vec::new();
         let mut next = start;
         let mut remaining;
         loop {
             // Without a limit, etcd is still read in chunks (all at one revision).
-            let want = limit.map_or(crate::storage::RANGE_CHUNK, |l| (l - items.len() as i64).clamp(1, crate::storage::RANGE_CHUNK));
+            let want = limit.map_or(crate::storage::RANGE_CHUNK, |l| {
+                (l - items.len() as i64).clamp(1, crate::storage::RANGE_CHUNK)
+            });
             let page = match self.store.list(filter.prefix(), next.as_deref(), revision, want).await {
                 Err(StorageError::Compacted { .. }) if continuing => {
                     return Err(Error::Expired(
@@ -261,7 +283,12 @@ impl Api {
         Ok(ListResult { items, revision, continue_token, remaining })
     }
 
-    pub(super) async fn watch(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap) -> Result<Response<Body>, Error> {
+    pub(super) async fn watch(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, Error> {
         let repr = representation(headers)?;
         let filter = Filter::new(self, req, query)?;
         let timeout = match query.int("timeoutSeconds")? {
@@ -297,12 +324,18 @@ impl Api {
                 // Never the case without a resourceVersion: etcd's current revision is at least the
                 // cache's, so the initial list above is never dropped here.
                 let StartAt::After(from) = start else { unreachable!("snapshots are never too old") };
-                tracing::debug!(resource = req.resource.plural, from, oldest = too_old.oldest, "watch older than cache; reading etcd");
+                tracing::debug!(
+                    resource = req.resource.plural,
+                    from,
+                    oldest = too_old.oldest,
+                    "watch older than cache; reading etcd"
+                );
                 Source::Etcd(self.store.watch(filter.prefix(), from + 1, true).await?, from)
             }
         };
         let (tx, rx) = mpsc::channel::<Bytes>(256);
-        let stream = futures::StreamExt::map(tokio_stream_wrapper(rx), |b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+        let stream =
+            futures::StreamExt::map(tokio_stream_wrapper(rx), |b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
         let gauge = self.metrics.watch_opened(req.resource.plural);
         let writer = Writer { filter, repr, bookmarks, initial_events, tx, resource: req.resource };
         let shutdown = self.shutdown.clone();
@@ -412,7 +445,9 @@ impl Writer {
             };
             if resp.canceled() {
                 if resp.compact_revision() > 0 {
-                    let status = Error::Expired(format!("too old resource version: {from} ({})", resp.compact_revision())).to_status();
+                    let status =
+                        Error::Expired(format!("too old resource version: {from} ({})", resp.compact_revision()))
+                            .to_status();
                     let _ = self.tx.send(encode_event("ERROR", &serde_json::to_vec(&status).unwrap_or_default())).await;
                 }
                 return;
@@ -425,7 +460,9 @@ impl Writer {
                     etcd_client::EventType::Put => {
                         let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
                         let revision = kv.mod_revision;
-                        let Some(object) = Object::from_kv(kv) else { continue };
+                        let Some(object) = Object::from_kv(kv) else {
+                            continue;
+                        };
                         Event { kind, revision, object: Arc::new(object), prev }
                     }
                     etcd_client::EventType::Delete => {
@@ -460,7 +497,12 @@ impl Writer {
         let line = match self.repr {
             Representation::Object => encode_event(kind, &obj.json),
             Representation::Table => {
-                let t = table::to_table(self.resource, &[obj.value()], table::IncludeObject::Metadata, jiff::Timestamp::now());
+                let t = table::to_table(
+                    self.resource,
+                    &[obj.value()],
+                    table::IncludeObject::Metadata,
+                    jiff::Timestamp::now(),
+                );
                 encode_event(kind, &serde_json::to_vec(&t).unwrap_or_default())
             }
         };
@@ -503,8 +545,22 @@ mod tests {
     #[test]
     fn lists_are_concatenated_from_cached_encodings() {
         let items = vec![
-            Arc::new(Object::from_kv(crate::storage::Kv { key: "k1".into(), value: br#"{"metadata":{"name":"a"}}"#.to_vec(), mod_revision: 3 }).expect("object")),
-            Arc::new(Object::from_kv(crate::storage::Kv { key: "k2".into(), value: br#"{"metadata":{"name":"b"}}"#.to_vec(), mod_revision: 4 }).expect("object")),
+            Arc::new(
+                Object::from_kv(crate::storage::Kv {
+                    key: "k1".into(),
+                    value: br#"{"metadata":{"name":"a"}}"#.to_vec(),
+                    mod_revision: 3,
+                })
+                .expect("object"),
+            ),
+            Arc::new(
+                Object::from_kv(crate::storage::Kv {
+                    key: "k2".into(),
+                    value: br#"{"metadata":{"name":"b"}}"#.to_vec(),
+                    mod_revision: 4,
+                })
+                .expect("object"),
+            ),
         ];
         let head = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}});
         let list: Value = serde_json::from_slice(&encode_list(&head, &items)).expect("valid JSON");

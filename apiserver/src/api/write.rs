@@ -42,13 +42,31 @@ struct Decoded {
 }
 
 impl Api {
+    /// A body in the format its Content-Type names, as a JSON value, with its duplicate keys.
+    fn parse_body(&self, headers: &HeaderMap, body: &[u8]) -> Result<(Value, Vec<String>), Error> {
+        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        decode::parse(decode::body_format(content_type)?, body, &self.protobuf)
+    }
+
+    /// The `DeleteOptions` of a delete: its body (in any format) and the query.
+    fn delete_options(&self, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions, Error> {
+        let body =
+            if body.iter().all(u8::is_ascii_whitespace) { Value::Null } else { self.parse_body(headers, body)?.0 };
+        DeleteOptions::parse(query, &body)
+    }
+
     /// Decodes a body for `kind` (defaulting `apiVersion`/`kind` from the URL when absent and
     /// refusing others), applying `fieldValidation`.
-    fn decode_body(&self, kind: &str, api_version: &str, query: &Query, headers: &HeaderMap, body: &[u8]) -> Result<Decoded, Error> {
+    fn decode_body(
+        &self,
+        kind: &str,
+        api_version: &str,
+        query: &Query,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Decoded, Error> {
         let validation = FieldValidation::parse(query.get("fieldValidation"))?;
-        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let format = decode::body_format(content_type)?;
-        let (mut obj, duplicates) = decode::parse(format, body)?;
+        let (mut obj, duplicates) = self.parse_body(headers, body)?;
         if !obj.is_object() {
             return Err(Error::BadRequest("the request body must be a JSON or YAML object".into()));
         }
@@ -73,18 +91,27 @@ impl Api {
         Ok(Decoded { obj: typed, warnings })
     }
 
-    pub(super) async fn create(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    pub(super) async fn create(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
         match req.subresource.as_deref() {
             Some("binding") => return self.bind(req, query, headers, body).await,
             Some("eviction") => return self.evict(req, query, headers, body).await,
             Some(_) | None if req.name.is_some() && req.subresource.is_none() => {
                 return Err(Error::MethodNotAllowed("POST is not allowed on a named resource".into()));
             }
-            Some(_) => return Err(Error::MethodNotAllowed("POST is not supported for this subresource".into())),
+            Some(_) => {
+                return Err(Error::MethodNotAllowed("POST is not supported for this subresource".into()));
+            }
             None => {}
         }
         let resource = req.resource;
-        let Decoded { mut obj, warnings } = self.decode_body(resource.kind, &resource.api_version(), query, headers, &body)?;
+        let Decoded { mut obj, warnings } =
+            self.decode_body(resource.kind, &resource.api_version(), query, headers, &body)?;
         let namespace = self.namespace_for(req, &obj)?;
         let meta = metadata_mut(&mut obj);
         if let Some(ns) = &namespace {
@@ -99,7 +126,11 @@ impl Api {
                     meta.insert("name".into(), name.into());
                 }
                 None => {
-                    return Err(Error::invalid(resource, "", vec![FieldError::required("metadata.name", "name or generateName is required")]));
+                    return Err(Error::invalid(
+                        resource,
+                        "",
+                        vec![FieldError::required("metadata.name", "name or generateName is required")],
+                    ));
                 }
             }
         }
@@ -110,7 +141,9 @@ impl Api {
         }
         let name = object::name(&obj).to_string();
         let key = self.key(resource, namespace.as_deref(), &name);
-        let generate_prefix = object::str_at(&obj, "/metadata/generateName").filter(|_| query.value("dryRun").is_none()).map(str::to_string);
+        let generate_prefix = object::str_at(&obj, "/metadata/generateName")
+            .filter(|_| query.value("dryRun").is_none())
+            .map(str::to_string);
         // Only Services can lose an allocation race and go round again with the same object.
         let retries_allocation = is_core(resource, "services");
         for attempt in 0.. {
@@ -137,7 +170,9 @@ impl Api {
                     let fresh = api_types::names::generate_name(prefix, rand::random::<u32>);
                     return Box::pin(self.create_renamed(req, query, headers, body, fresh)).await;
                 }
-                Err(StorageError::AlreadyExists) => return Err(Error::already_exists(resource, &name)),
+                Err(StorageError::AlreadyExists) => {
+                    return Err(Error::already_exists(resource, &name));
+                }
                 Err(StorageError::KeyTaken(k)) => {
                     if let Some(e) = self.allocation_conflict(resource, &name, &obj, &k) {
                         return Err(e);
@@ -154,7 +189,14 @@ impl Api {
 
     /// A generateName collision: retry once with a fresh name (upstream retries in the client;
     /// doing it here keeps kubectl create --generate-name reliable).
-    async fn create_renamed(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes, name: String) -> Result<Response<Body>, Error> {
+    async fn create_renamed(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+        name: String,
+    ) -> Result<Response<Body>, Error> {
         let mut value: Value = serde_json::from_slice(&body).map_err(|e| Error::BadRequest(e.to_string()))?;
         metadata_mut(&mut value).insert("name".into(), name.into());
         let body = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
@@ -196,7 +238,8 @@ impl Api {
         let namespaces = api_types::registry::by_plural("", "v1", "namespaces").ok_or(Error::PathNotFound)?;
         let key = self.key(namespaces, None, ns);
         let is_terminating = |ns: &Value| {
-            ns.pointer("/metadata/deletionTimestamp").is_some() || object::str_at(ns, "/status/phase") == Some("Terminating")
+            ns.pointer("/metadata/deletionTimestamp").is_some()
+                || object::str_at(ns, "/status/phase") == Some("Terminating")
         };
         let terminating = match self.cache(namespaces).get(&key) {
             Some(o) => is_terminating(o.value()),
@@ -215,7 +258,12 @@ impl Api {
     }
 
     /// ClusterIP/NodePort claims for a Service (nothing for other kinds).
-    fn allocate(&self, resource: &ResourceInfo, obj: &mut Value, old: Option<&Value>) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    fn allocate(
+        &self,
+        resource: &ResourceInfo,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
         if !is_core(resource, "services") {
             return Ok(Vec::new());
         }
@@ -232,7 +280,15 @@ impl Api {
         if self.allocator.is_ip_key(key) {
             let asked = object::str_at(requested, "/spec/clusterIP").is_some_and(|ip| ip == value);
             return asked.then(|| {
-                Error::invalid(resource, name, vec![FieldError::invalid("spec.clusterIPs", value, "failed to allocate IP: provided IP is already allocated")])
+                Error::invalid(
+                    resource,
+                    name,
+                    vec![FieldError::invalid(
+                        "spec.clusterIPs",
+                        value,
+                        "failed to allocate IP: provided IP is already allocated",
+                    )],
+                )
             });
         }
         let asked = requested["spec"]["ports"]
@@ -241,7 +297,15 @@ impl Api {
             .flatten()
             .position(|p| p["nodePort"].as_i64().map(|n| n.to_string()).as_deref() == Some(value));
         asked.map(|i| {
-            Error::invalid(resource, name, vec![FieldError::invalid_raw(format!("spec.ports[{i}].nodePort"), value, "provided port is already allocated")])
+            Error::invalid(
+                resource,
+                name,
+                vec![FieldError::invalid_raw(
+                    format!("spec.ports[{i}].nodePort"),
+                    value,
+                    "provided port is already allocated",
+                )],
+            )
         })
     }
 
@@ -254,14 +318,21 @@ impl Api {
         Ok((key, kv, value))
     }
 
-    pub(super) async fn update(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    pub(super) async fn update(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
         let resource = req.resource;
         if req.subresource.as_deref() == Some("scale") {
             let Decoded { obj, warnings } = self.decode_body("Scale", "autoscaling/v1", query, headers, &body)?;
             let resp = self.write_scale(req, query, obj).await?;
             return Ok(with_warnings(resp, &warnings));
         }
-        let Decoded { obj, warnings } = self.decode_body(resource.kind, &resource.api_version(), query, headers, &body)?;
+        let Decoded { obj, warnings } =
+            self.decode_body(resource.kind, &resource.api_version(), query, headers, &body)?;
         let name = req.name.as_deref().unwrap_or_default();
         if object::name(&obj) != name {
             return Err(Error::BadRequest(format!(
@@ -270,24 +341,34 @@ impl Api {
             )));
         }
         self.namespace_for(req, &obj)?;
-        let precondition = object::resource_version(&obj).map(|rv| rv.parse::<i64>()).transpose().map_err(|_| {
-            Error::BadRequest(format!("invalid resourceVersion {:?}", object::resource_version(&obj)))
-        })?;
+        let precondition = object::resource_version(&obj)
+            .map(|rv| rv.parse::<i64>())
+            .transpose()
+            .map_err(|_| Error::BadRequest(format!("invalid resourceVersion {:?}", object::resource_version(&obj))))?;
         let resp = self.guaranteed_update(req, query, precondition, |_current| Ok(obj.clone())).await?;
         Ok(with_warnings(resp, &warnings))
     }
 
-    pub(super) async fn patch(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    pub(super) async fn patch(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
         let resource = req.resource;
         let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let media = content_type.split(';').next().unwrap_or_default().trim().to_string();
         let patch: Value = match media.as_str() {
-            "application/json-patch+json" | "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            "application/json-patch+json"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json" => {
                 serde_json::from_slice(&body).map_err(|e| Error::BadRequest(format!("error decoding patch: {e}")))?
             }
             _ => {
                 return Err(Error::UnsupportedMediaType(
-                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json".into(),
+                    "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+                        .into(),
                 ));
             }
         };
@@ -311,7 +392,8 @@ impl Api {
                     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                         .map_err(|e| Error::BadRequest(format!("invalid JSON patch: {e}")))?;
                     let mut doc = original;
-                    json_patch::patch(&mut doc, &ops).map_err(|e| Error::Unprocessable(format!("the JSON patch could not be applied: {e}")))?;
+                    json_patch::patch(&mut doc, &ops)
+                        .map_err(|e| Error::Unprocessable(format!("the JSON patch could not be applied: {e}")))?;
                     doc
                 }
                 "application/merge-patch+json" => {
@@ -321,8 +403,9 @@ impl Api {
                 }
                 _ => {
                     let type_name = schema_name(group, kind).unwrap_or_default();
-                    api_types::strategic_merge::apply(&original, &patch, &definitions, &type_name)
-                        .map_err(|e| Error::BadRequest(format!("the strategic merge patch could not be applied: {e}")))?
+                    api_types::strategic_merge::apply(&original, &patch, &definitions, &type_name).map_err(|e| {
+                        Error::BadRequest(format!("the strategic merge patch could not be applied: {e}"))
+                    })?
                 }
             };
             let (typed, unknown) = decode::typed_round_trip(group, kind, &patched)?;
@@ -408,13 +491,24 @@ impl Api {
         if is_core(resource, "services") { self.allocator.released(old, new) } else { Vec::new() }
     }
 
-    pub(super) async fn delete(&self, req: &ResourceRequest, query: &Query, body: Bytes) -> Result<Response<Body>, Error> {
-        let options = DeleteOptions::parse(query, &body)?;
+    pub(super) async fn delete(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
+        let options = self.delete_options(query, headers, &body)?;
         let (code, obj) = self.delete_one(req, query, &options).await?;
         Ok(json_response(code, &obj))
     }
 
-    async fn delete_one(&self, req: &ResourceRequest, query: &Query, options: &DeleteOptions) -> Result<(StatusCode, Value), Error> {
+    async fn delete_one(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        options: &DeleteOptions,
+    ) -> Result<(StatusCode, Value), Error> {
         let resource = req.resource;
         let name = req.name.as_deref().unwrap_or_default();
         let dry_run = query.dry_run()? || options.dry_run;
@@ -430,15 +524,15 @@ impl Api {
                     let released = self.released(resource, &current, None);
                     self.store.delete(&key, kv.mod_revision, &released).await.map(|_| (StatusCode::OK, current.clone()))
                 }
-                DeletePlan::Mark(next) => self
-                    .store
-                    .update(&key, object::encode_for_storage(next), kv.mod_revision, &[], &[])
-                    .await
-                    .map(|rev| {
-                        let mut next = next.clone();
-                        object::set_resource_version(&mut next, rev);
-                        (StatusCode::OK, next)
-                    }),
+                DeletePlan::Mark(next) => {
+                    self.store.update(&key, object::encode_for_storage(next), kv.mod_revision, &[], &[]).await.map(
+                        |rev| {
+                            let mut next = next.clone();
+                            object::set_resource_version(&mut next, rev);
+                            (StatusCode::OK, next)
+                        },
+                    )
+                }
                 DeletePlan::Unchanged => return Ok((StatusCode::OK, current)),
             };
             match result {
@@ -451,8 +545,14 @@ impl Api {
         Err(Error::conflict(resource, name))
     }
 
-    pub(super) async fn delete_collection(&self, req: &ResourceRequest, query: &Query, body: Bytes) -> Result<Response<Body>, Error> {
-        let options = DeleteOptions::parse(query, &body)?;
+    pub(super) async fn delete_collection(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
+        let options = self.delete_options(query, headers, &body)?;
         let filter = super::read::Filter::new(self, req, query)?;
         let page = self.store.list_all(filter.prefix()).await?;
         let mut deleted = Vec::new();
@@ -479,11 +579,21 @@ impl Api {
     }
 
     /// `pods/binding`: sets `spec.nodeName` of a pod that has none.
-    async fn bind(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    async fn bind(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
         let Decoded { obj: binding, .. } = self.decode_body("Binding", "v1", query, headers, &body)?;
         let node = object::str_at(&binding, "/target/name").filter(|n| !n.is_empty()).map(str::to_string);
         let Some(node) = node else {
-            return Err(Error::invalid(req.resource, req.name.as_deref().unwrap_or_default(), vec![FieldError::required("target.name", "")]));
+            return Err(Error::invalid(
+                req.resource,
+                req.name.as_deref().unwrap_or_default(),
+                vec![FieldError::required("target.name", "")],
+            ));
         };
         let name = req.name.clone().unwrap_or_default();
         let mut pod_req = req.clone();
@@ -497,7 +607,11 @@ impl Api {
                 return Err(Error::conflict(req.resource, &name));
             }
             if pod.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(Error::Conflict { resource: "pods".into(), name: name.clone(), message: format!("pod {name} is being deleted, cannot be assigned to a host") });
+                return Err(Error::Conflict {
+                    resource: "pods".into(),
+                    name: name.clone(),
+                    message: format!("pod {name} is being deleted, cannot be assigned to a host"),
+                });
             }
             if let Some(current) = object::str_at(&pod, "/spec/nodeName").filter(|n| !n.is_empty()) {
                 return Err(Error::Conflict {
@@ -522,10 +636,15 @@ impl Api {
 
     /// `pods/eviction`: a delete with the eviction's options. (Disruption budgets come with the
     /// controller-manager.)
-    async fn evict(&self, req: &ResourceRequest, query: &Query, headers: &HeaderMap, body: Bytes) -> Result<Response<Body>, Error> {
+    async fn evict(
+        &self,
+        req: &ResourceRequest,
+        query: &Query,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Error> {
         let Decoded { obj: eviction, .. } = self.decode_body("Eviction", "policy/v1", query, headers, &body)?;
-        let options_body = serde_json::to_vec(&eviction["deleteOptions"]).unwrap_or_default();
-        let options = if eviction["deleteOptions"].is_object() { DeleteOptions::parse(query, &options_body)? } else { DeleteOptions::parse(query, &[])? };
+        let options = DeleteOptions::parse(query, &eviction["deleteOptions"])?;
         let mut pod_req = req.clone();
         pod_req.subresource = None;
         self.delete_one(&pod_req, query, &options).await?;
@@ -537,7 +656,8 @@ impl Api {
         let precondition = object::resource_version(&scale).and_then(|rv| rv.parse::<i64>().ok());
         let mut parent = req.clone();
         parent.subresource = None;
-        let resp = self.guaranteed_update(&parent, query, precondition, |current| Ok(with_replicas(current, &scale))).await?;
+        let resp =
+            self.guaranteed_update(&parent, query, precondition, |current| Ok(with_replicas(current, &scale))).await?;
         Ok(rescale_response(resp).await)
     }
 }
@@ -558,14 +678,18 @@ pub fn scale_of(obj: &Value) -> Value {
     let meta = &obj["metadata"];
     let selector = match obj.pointer("/spec/selector") {
         Some(Value::Object(s)) if s.contains_key("matchLabels") || s.contains_key("matchExpressions") => {
-            serde_json::from_value::<api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(Value::Object(s.clone()))
-                .ok()
-                .and_then(|s| api_types::labels::LabelSelector::from_label_selector(&s).ok())
-                .map(|s| s.to_string())
-                .unwrap_or_default()
+            serde_json::from_value::<api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(
+                Value::Object(s.clone()),
+            )
+            .ok()
+            .and_then(|s| api_types::labels::LabelSelector::from_label_selector(&s).ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default()
         }
         // ReplicationControllers have a plain map selector.
-        Some(Value::Object(s)) => s.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","),
+        Some(Value::Object(s)) => {
+            s.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(",")
+        }
         _ => String::new(),
     };
     json!({
@@ -605,7 +729,9 @@ pub fn schema_name(group: &str, kind: &str) -> Option<String> {
 /// both take the `stringData` value.
 fn merge_string_data(secret: &mut Value) {
     use base64::Engine;
-    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|m| m.remove("stringData")) else { return };
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|m| m.remove("stringData")) else {
+        return;
+    };
     if !secret["data"].is_object() {
         secret["data"] = json!({});
     }
@@ -651,11 +777,8 @@ fn prepare_for_create(resource: &ResourceInfo, obj: &mut Value) {
 /// Upstream's QoS class: Guaranteed when every container has equal cpu and memory requests
 /// and limits, BestEffort when none has any, Burstable otherwise.
 fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|f| pod["spec"][f].as_array())
-        .flatten()
-        .collect();
+    let containers: Vec<&Value> =
+        ["containers", "initContainers"].iter().filter_map(|f| pod["spec"][f].as_array()).flatten().collect();
     let mut any = false;
     let mut guaranteed = true;
     for c in containers {
@@ -724,7 +847,15 @@ fn merge_for_update(resource: &ResourceInfo, subresource: Option<&str>, current:
 fn prepare_for_update(current: &Value, next: &mut Value) {
     let old = &current["metadata"];
     let meta = metadata_mut(next);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "name",
+        "namespace",
+    ] {
         match old.get(field) {
             Some(v) => {
                 meta.insert(field.into(), v.clone());
@@ -780,7 +911,9 @@ fn set_condition(obj: &mut Value, kind: &str, status: &str, now: &str) {
                 c["status"] = status.into();
                 c["lastTransitionTime"] = now.into();
             }
-            None => conds.push(json!({ "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now })),
+            None => {
+                conds.push(json!({ "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now }))
+            }
         }
     }
 }
@@ -796,21 +929,25 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
-    fn parse(query: &Query, body: &[u8]) -> Result<Self, Error> {
-        let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-            Value::Null
-        } else {
-            serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("invalid DeleteOptions: {e}")))?
-        };
-        let mut propagation = body["propagationPolicy"].as_str().map(str::to_string).or_else(|| query.value("propagationPolicy").map(str::to_string));
-        let orphan = body["orphanDependents"].as_bool().or_else(|| query.value("orphanDependents").map(|v| v == "true"));
+    fn parse(query: &Query, body: &Value) -> Result<Self, Error> {
+        if !body.is_null() && !body.is_object() {
+            return Err(Error::BadRequest("invalid DeleteOptions: not an object".into()));
+        }
+        let mut propagation = body["propagationPolicy"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| query.value("propagationPolicy").map(str::to_string));
+        let orphan =
+            body["orphanDependents"].as_bool().or_else(|| query.value("orphanDependents").map(|v| v == "true"));
         if propagation.is_none() && orphan == Some(true) {
             propagation = Some("Orphan".into());
         }
         if let Some(p) = &propagation
             && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
         {
-            return Err(Error::BadRequest(format!("propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\"")));
+            return Err(Error::BadRequest(format!(
+                "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )));
         }
         let grace_period = match body["gracePeriodSeconds"].as_i64() {
             Some(g) => Some(g),
@@ -820,7 +957,10 @@ impl DeleteOptions {
             grace_period,
             propagation,
             uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-            resource_version: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
+            resource_version: body
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             dry_run: body["dryRun"].as_array().is_some_and(|a| a.iter().any(|v| v == "All")),
         })
     }
@@ -881,7 +1021,8 @@ fn plan_delete(resource: &ResourceInfo, current: &Value, options: &DeleteOptions
         meta.insert("finalizers".into(), json!(finalizers));
     }
     let is_namespace = is_core(resource, "namespaces");
-    let namespace_finalizers = is_namespace && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let namespace_finalizers =
+        is_namespace && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     let pod_grace = pod_grace_period(resource, current, options);
     let already = meta.contains_key("deletionTimestamp");
 
@@ -942,7 +1083,9 @@ mod tests {
     #[test]
     fn bound_pods_are_deleted_gracefully_and_unbound_ones_at_once() {
         let bound = json!({"metadata": {"name": "a"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30}});
-        let DeletePlan::Mark(marked) = plan_delete(pods(), &bound, &DeleteOptions::default(), "t") else { panic!("marked") };
+        let DeletePlan::Mark(marked) = plan_delete(pods(), &bound, &DeleteOptions::default(), "t") else {
+            panic!("marked")
+        };
         assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
         assert!(marked["metadata"]["deletionTimestamp"].is_string());
         let unbound = json!({"metadata": {"name": "a"}, "spec": {}});
@@ -965,7 +1108,8 @@ mod tests {
     #[test]
     fn namespaces_terminate_until_their_finalizers_are_done() {
         let ns = by_plural("", "v1", "namespaces").expect("namespaces");
-        let obj = json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let obj =
+            json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         let DeletePlan::Mark(m) = plan_delete(ns, &obj, &DeleteOptions::default(), "t") else { panic!() };
         assert_eq!(m["status"]["phase"], "Terminating");
     }
@@ -974,14 +1118,23 @@ mod tests {
     fn updates_keep_server_fields_and_bump_generation_on_spec_change() {
         let deploy = by_plural("apps", "v1", "deployments").expect("deployments");
         let current = json!({"metadata": {"name": "a", "uid": "u1", "generation": 3, "resourceVersion": "7"}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
-        let requested = json!({"metadata": {"name": "a", "uid": "forged"}, "spec": {"replicas": 2}, "status": {"replicas": 99}});
+        let requested =
+            json!({"metadata": {"name": "a", "uid": "forged"}, "spec": {"replicas": 2}, "status": {"replicas": 99}});
         let mut next = merge_for_update(deploy, None, &current, requested);
         prepare_for_update(&current, &mut next);
         assert_eq!(next["metadata"]["uid"], "u1");
         assert_eq!(next["metadata"]["generation"], 4);
         assert_eq!(next["status"]["replicas"], 1, "status only changes through /status");
-        let status_only = merge_for_update(deploy, Some("status"), &current, json!({"spec": {"replicas": 5}, "status": {"replicas": 2}}));
-        assert_eq!((status_only["spec"]["replicas"].as_i64(), status_only["status"]["replicas"].as_i64()), (Some(1), Some(2)));
+        let status_only = merge_for_update(
+            deploy,
+            Some("status"),
+            &current,
+            json!({"spec": {"replicas": 5}, "status": {"replicas": 2}}),
+        );
+        assert_eq!(
+            (status_only["spec"]["replicas"].as_i64(), status_only["status"]["replicas"].as_i64()),
+            (Some(1), Some(2))
+        );
     }
 
     #[test]

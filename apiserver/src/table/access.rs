@@ -11,24 +11,12 @@ use super::format::{self, NONE};
 use super::{AGE, Column, NAME, Printer, decode};
 
 /// Roles and ClusterRoles: their rules do not fit a table.
-pub(super) static ROLE: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::date("Created At", "When the object was created."),
-    ],
-    cells: role_cells,
-};
+pub(super) static ROLE: Printer =
+    Printer { columns: &[NAME, Column::date("Created At", "When the object was created.")], cells: role_cells };
 
 fn role_cells(object: &Value, _now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
-    let metadata: ObjectMeta = object
-        .get("metadata")
-        .map(decode)
-        .transpose()?
-        .unwrap_or_default();
-    Ok(vec![
-        format::name(&metadata).into(),
-        format::date(metadata.creation_timestamp.as_ref()).into(),
-    ])
+    let metadata: ObjectMeta = object.get("metadata").map(decode).transpose()?.unwrap_or_default();
+    Ok(vec![format::name(&metadata).into(), format::date(metadata.creation_timestamp.as_ref()).into()])
 }
 
 const BINDING_COLUMNS: &[Column] = &[
@@ -37,61 +25,32 @@ const BINDING_COLUMNS: &[Column] = &[
     AGE,
     Column::string("Users", "Users granted the role.").wide(),
     Column::string("Groups", "Groups granted the role.").wide(),
-    Column::string(
-        "ServiceAccounts",
-        "Service accounts granted the role, as namespace/name.",
-    )
-    .wide(),
+    Column::string("ServiceAccounts", "Service accounts granted the role, as namespace/name.").wide(),
 ];
 
-pub(super) static ROLE_BINDING: Printer = Printer {
-    columns: BINDING_COLUMNS,
-    cells: role_binding_cells,
-};
-pub(super) static CLUSTER_ROLE_BINDING: Printer = Printer {
-    columns: BINDING_COLUMNS,
-    cells: cluster_role_binding_cells,
-};
+pub(super) static ROLE_BINDING: Printer = Printer { columns: BINDING_COLUMNS, cells: role_binding_cells };
+pub(super) static CLUSTER_ROLE_BINDING: Printer =
+    Printer { columns: BINDING_COLUMNS, cells: cluster_role_binding_cells };
 
 fn role_binding_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let binding: RoleBinding = decode(object)?;
-    Ok(binding_cells(
-        &binding.metadata,
-        &binding.role_ref,
-        binding.subjects.as_deref(),
-        now,
-    ))
+    Ok(binding_cells(&binding.metadata, &binding.role_ref, binding.subjects.as_deref(), now))
 }
 
-fn cluster_role_binding_cells(
-    object: &Value,
-    now: Timestamp,
-) -> Result<Vec<Value>, serde_json::Error> {
+fn cluster_role_binding_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let binding: ClusterRoleBinding = decode(object)?;
-    Ok(binding_cells(
-        &binding.metadata,
-        &binding.role_ref,
-        binding.subjects.as_deref(),
-        now,
-    ))
+    Ok(binding_cells(&binding.metadata, &binding.role_ref, binding.subjects.as_deref(), now))
 }
 
-fn binding_cells(
-    metadata: &ObjectMeta,
-    role: &RoleRef,
-    subjects: Option<&[Subject]>,
-    now: Timestamp,
-) -> Vec<Value> {
+fn binding_cells(metadata: &ObjectMeta, role: &RoleRef, subjects: Option<&[Subject]>, now: Timestamp) -> Vec<Value> {
     let (mut users, mut groups, mut accounts) = (Vec::new(), Vec::new(), Vec::new());
     for subject in subjects.unwrap_or_default() {
         match subject.kind.as_str() {
             "User" => users.push(subject.name.clone()),
             "Group" => groups.push(subject.name.clone()),
-            "ServiceAccount" => accounts.push(format!(
-                "{}/{}",
-                subject.namespace.as_deref().unwrap_or_default(),
-                subject.name
-            )),
+            "ServiceAccount" => {
+                accounts.push(format!("{}/{}", subject.namespace.as_deref().unwrap_or_default(), subject.name))
+            }
             _ => {}
         }
     }
@@ -111,14 +70,8 @@ pub(super) static CERTIFICATE_SIGNING_REQUEST: Printer = Printer {
         AGE,
         Column::string("SignerName", "Who is asked to sign."),
         Column::string("Requestor", "Who asked."),
-        Column::string(
-            "RequestedDuration",
-            "How long the certificate is asked to be valid.",
-        ),
-        Column::string(
-            "Condition",
-            "Pending, Approved or Denied; Failed and Issued when so.",
-        ),
+        Column::string("RequestedDuration", "How long the certificate is asked to be valid."),
+        Column::string("Condition", "Pending, Approved or Denied; Failed and Issued when so."),
     ],
     cells: csr_cells,
 };
@@ -142,10 +95,9 @@ fn csr_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::E
     if status.certificate.is_some_and(|c| !c.0.is_empty()) {
         condition.push_str(",Issued");
     }
-    let duration = spec.expiration_seconds.map_or_else(
-        || NONE.to_string(),
-        |s| human_duration(SignedDuration::from_secs(s.into())),
-    );
+    let duration = spec
+        .expiration_seconds
+        .map_or_else(|| NONE.to_string(), |s| human_duration(SignedDuration::from_secs(s.into())));
     Ok(vec![
         format::name(&csr.metadata).into(),
         format::age(&csr.metadata, now).into(),
@@ -167,25 +119,12 @@ mod tests {
         assert_eq!(headers(&ROLE), ["Name", "Created At"]);
         let role = json!({"kind": "ClusterRole", "apiVersion": "rbac.authorization.k8s.io/v1",
                           "metadata": {"name": "view", "creationTimestamp": "2024-01-02T03:04:05Z"}, "rules": []});
-        assert_eq!(
-            cells(&ROLE, &role),
-            [json!("view"), json!("2024-01-02T03:04:05Z")]
-        );
+        assert_eq!(cells(&ROLE, &role), [json!("view"), json!("2024-01-02T03:04:05Z")]);
     }
 
     #[test]
     fn lists_binding_subjects_by_kind() {
-        assert_eq!(
-            headers(&ROLE_BINDING),
-            [
-                "Name",
-                "Role",
-                "Age",
-                "+Users",
-                "+Groups",
-                "+ServiceAccounts"
-            ]
-        );
+        assert_eq!(headers(&ROLE_BINDING), ["Name", "Role", "Age", "+Users", "+Groups", "+ServiceAccounts"]);
         let binding = json!({
             "kind": "ClusterRoleBinding",
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -215,14 +154,7 @@ mod tests {
     fn summarizes_certificate_signing_requests() {
         assert_eq!(
             headers(&CERTIFICATE_SIGNING_REQUEST),
-            [
-                "Name",
-                "Age",
-                "SignerName",
-                "Requestor",
-                "RequestedDuration",
-                "Condition"
-            ]
+            ["Name", "Age", "SignerName", "Requestor", "RequestedDuration", "Condition"]
         );
         let csr = json!({
             "metadata": {"name": "node-csr-n1", "creationTimestamp": ago(60)},
@@ -242,9 +174,6 @@ mod tests {
             ]
         );
         let pending = json!({"metadata": {"name": "p"}, "spec": {"request": "AA==", "signerName": "example.com/x"}});
-        assert_eq!(
-            cells(&CERTIFICATE_SIGNING_REQUEST, &pending)[4..],
-            [json!("<none>"), json!("Pending")]
-        );
+        assert_eq!(cells(&CERTIFICATE_SIGNING_REQUEST, &pending)[4..], [json!("<none>"), json!("Pending")]);
     }
 }

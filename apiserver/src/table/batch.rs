@@ -7,22 +7,15 @@ use serde_json::Value;
 use super::format::{self, NONE, UNSET};
 use super::{AGE, Column, NAME, Printer, decode};
 
-const CONTAINERS: Column =
-    Column::string("Containers", "Names of the pod template's containers.").wide();
+const CONTAINERS: Column = Column::string("Containers", "Names of the pod template's containers.").wide();
 const IMAGES: Column = Column::string("Images", "Images of the pod template's containers.").wide();
 const SELECTOR: Column = Column::string("Selector", "The labels of the job's pods.").wide();
 
 pub(super) static JOB: Printer = Printer {
     columns: &[
         NAME,
-        Column::string(
-            "Status",
-            "Where the job is: Running, Complete, Failed, Suspended...",
-        ),
-        Column::string(
-            "Completions",
-            "Succeeded pods out of the completions wanted.",
-        ),
+        Column::string("Status", "Where the job is: Running, Complete, Failed, Suspended..."),
+        Column::string("Completions", "Succeeded pods out of the completions wanted."),
         Column::string("Duration", "How long the job ran, or has been running."),
         AGE,
         CONTAINERS,
@@ -64,11 +57,7 @@ fn job_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::E
 /// The first of these that holds: Complete, Failed, Terminating (being deleted), Suspended,
 /// FailureTarget, SuccessCriteriaMet; else Running.
 fn job_status(conditions: &[JobCondition], deleting: bool) -> &'static str {
-    let holds = |type_: &str| {
-        conditions
-            .iter()
-            .any(|c| c.type_ == type_ && c.status == "True")
-    };
+    let holds = |type_: &str| conditions.iter().any(|c| c.type_ == type_ && c.status == "True");
     if holds("Complete") {
         "Complete"
     } else if holds("Failed") {
@@ -106,10 +95,7 @@ fn cron_job_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_js
     let cron: CronJob = decode(object)?;
     let spec = cron.spec.unwrap_or_default();
     let status = cron.status.unwrap_or_default();
-    let last = status
-        .last_schedule_time
-        .as_ref()
-        .map_or_else(|| NONE.to_string(), |t| format::since(Some(t), now));
+    let last = status.last_schedule_time.as_ref().map_or_else(|| NONE.to_string(), |t| format::since(Some(t), now));
     let suspend = match spec.suspend {
         Some(true) => "True",
         Some(false) => "False",
@@ -139,7 +125,8 @@ mod tests {
 
     fn job(spec: Value, status: Value) -> Value {
         let mut spec = spec;
-        spec["template"] = json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl:5"}]}});
+        spec["template"] =
+            json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "perl:5"}]}});
         json!({"metadata": {"name": "pi", "creationTimestamp": ago(300)}, "spec": spec, "status": status})
     }
 
@@ -147,16 +134,7 @@ mod tests {
     fn prints_a_completed_job() {
         assert_eq!(
             headers(&JOB),
-            [
-                "Name",
-                "Status",
-                "Completions",
-                "Duration",
-                "Age",
-                "+Containers",
-                "+Images",
-                "+Selector"
-            ]
+            ["Name", "Status", "Completions", "Duration", "Age", "+Containers", "+Images", "+Selector"]
         );
         let object = job(
             json!({"completions": 1, "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}}}),
@@ -187,18 +165,8 @@ mod tests {
                 false,
                 ["Running", "1/3", "2m10s"],
             ),
-            (
-                json!({"parallelism": 4}),
-                json!({}),
-                false,
-                ["Running", "0/1 of 4", ""],
-            ),
-            (
-                json!({}),
-                json!({"conditions": [{"type": "Failed", "status": "True"}]}),
-                false,
-                ["Failed", "0/1", ""],
-            ),
+            (json!({"parallelism": 4}), json!({}), false, ["Running", "0/1 of 4", ""]),
+            (json!({}), json!({"conditions": [{"type": "Failed", "status": "True"}]}), false, ["Failed", "0/1", ""]),
             (
                 json!({"completions": 1, "suspend": true}),
                 json!({"conditions": [{"type": "Suspended", "status": "True"}]}),
@@ -276,12 +244,7 @@ mod tests {
                                                                "jobTemplate": {}}});
         assert_eq!(
             cells(&CRON_JOB, &never)[2..6],
-            [
-                json!("Europe/Paris"),
-                json!("<unset>"),
-                json!(0),
-                json!("<none>")
-            ]
+            [json!("Europe/Paris"), json!("<unset>"), json!(0), json!("<none>")]
         );
     }
 }

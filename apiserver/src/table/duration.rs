@@ -48,11 +48,7 @@ pub fn human_duration(d: SignedDuration) -> String {
 
 /// `3m2s`, or `3m` when the smaller unit is zero.
 fn with_remainder(big: i64, big_unit: &str, small: i64, small_unit: &str) -> String {
-    if small == 0 {
-        format!("{big}{big_unit}")
-    } else {
-        format!("{big}{big_unit}{small}{small_unit}")
-    }
+    if small == 0 { format!("{big}{big_unit}") } else { format!("{big}{big_unit}{small}{small_unit}") }
 }
 
 #[cfg(test)]
@@ -94,11 +90,7 @@ mod tests {
             (30 * YEAR, "30y"),
         ];
         for (seconds, want) in cases {
-            assert_eq!(
-                human_duration(SignedDuration::from_secs(seconds)),
-                want,
-                "{seconds}s"
-            );
+            assert_eq!(human_duration(SignedDuration::from_secs(seconds)), want, "{seconds}s");
         }
     }
 

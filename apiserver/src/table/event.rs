@@ -16,25 +16,15 @@ const COLUMNS: &[Column] = &[
     Column::string("Reason", "Why the event happened, in one word."),
     Column::string("Object", "The object the event is about."),
     Column::string("Subobject", "The part of the object, such as a container.").wide(),
-    Column::string(
-        "Source",
-        "The component that reported the event, and where.",
-    )
-    .wide(),
+    Column::string("Source", "The component that reported the event, and where.").wide(),
     Column::string("Message", "What happened."),
     Column::string("First Seen", "How long ago the event first happened.").wide(),
     Column::string("Count", "How often the event happened.").wide(),
     NAME.wide(),
 ];
 
-pub(super) static CORE: Printer = Printer {
-    columns: COLUMNS,
-    cells: core_cells,
-};
-pub(super) static EVENTS: Printer = Printer {
-    columns: COLUMNS,
-    cells: events_cells,
-};
+pub(super) static CORE: Printer = Printer { columns: COLUMNS, cells: core_cells };
+pub(super) static EVENTS: Printer = Printer { columns: COLUMNS, cells: events_cells };
 
 /// The fields the table shows, common to both kinds.
 struct Seen<'a> {
@@ -67,10 +57,7 @@ fn core_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::
             last: event.last_timestamp.as_ref(),
             event_time: event.event_time.as_ref(),
             count: event.count,
-            series: event
-                .series
-                .as_ref()
-                .map(|s| (s.count, s.last_observed_time.as_ref())),
+            series: event.series.as_ref().map(|s| (s.count, s.last_observed_time.as_ref())),
             source: event.source.as_ref(),
             reporting_controller: event.reporting_component.as_deref(),
             reporting_instance: event.reporting_instance.as_deref(),
@@ -92,10 +79,7 @@ fn events_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json
             last: event.deprecated_last_timestamp.as_ref(),
             event_time: event.event_time.as_ref(),
             count: event.deprecated_count,
-            series: event
-                .series
-                .as_ref()
-                .map(|s| (Some(s.count), Some(&s.last_observed_time))),
+            series: event.series.as_ref().map(|s| (Some(s.count), Some(&s.last_observed_time))),
             source: event.deprecated_source.as_ref(),
             reporting_controller: event.reporting_controller.as_deref(),
             reporting_instance: event.reporting_instance.as_deref(),
@@ -112,9 +96,7 @@ fn cells(event: &Seen<'_>, now: Timestamp) -> Vec<Value> {
     let (last, count) = match event.series {
         Some((count, observed)) => (format::since_micro(observed, now), count.unwrap_or(0)),
         None => (
-            event
-                .last
-                .map_or_else(|| first.clone(), |t| format::since(Some(t), now)),
+            event.last.map_or_else(|| first.clone(), |t| format::since(Some(t), now)),
             // Events written through the new API leave the count unset: they happened once.
             event.count.filter(|&c| c != 0).unwrap_or(1),
         ),
@@ -142,10 +124,10 @@ fn cells(event: &Seen<'_>, now: Timestamp) -> Vec<Value> {
 /// `component, host`, from the old source field or else the reporting fields.
 fn source(event: &Seen<'_>) -> String {
     let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
-    let component = non_empty(event.source.and_then(|s| s.component.as_deref()))
-        .or_else(|| non_empty(event.reporting_controller));
-    let instance = non_empty(event.source.and_then(|s| s.host.as_deref()))
-        .or_else(|| non_empty(event.reporting_instance));
+    let component =
+        non_empty(event.source.and_then(|s| s.component.as_deref())).or_else(|| non_empty(event.reporting_controller));
+    let instance =
+        non_empty(event.source.and_then(|s| s.host.as_deref())).or_else(|| non_empty(event.reporting_instance));
     match (component, instance) {
         (None, _) => UNKNOWN.to_string(),
         (Some(c), None) => c,

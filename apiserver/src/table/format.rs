@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use api_types::k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
-use api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, MicroTime, ObjectMeta, Time,
-};
+use api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, MicroTime, ObjectMeta, Time};
 use api_types::k8s_openapi::jiff::Timestamp;
 use api_types::labels;
 
@@ -60,16 +58,8 @@ pub(super) fn or(value: Option<&str>, fallback: &str) -> String {
 
 /// A label set as `a=1,b=2` (sorted by key), `<none>` when empty.
 pub(super) fn label_set(labels: Option<&BTreeMap<String, String>>) -> String {
-    let pairs: Vec<String> = labels
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if pairs.is_empty() {
-        NONE.to_string()
-    } else {
-        pairs.join(",")
-    }
+    let pairs: Vec<String> = labels.into_iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    if pairs.is_empty() { NONE.to_string() } else { pairs.join(",") }
 }
 
 /// A label selector in the selector string syntax; empty when it selects everything or is
@@ -77,8 +67,9 @@ pub(super) fn label_set(labels: Option<&BTreeMap<String, String>>) -> String {
 pub(super) fn selector(selector: Option<&LabelSelector>) -> String {
     match selector {
         None => String::new(),
-        Some(s) => labels::LabelSelector::from_label_selector(s)
-            .map_or_else(|_| "<invalid>".to_string(), |s| s.to_string()),
+        Some(s) => {
+            labels::LabelSelector::from_label_selector(s).map_or_else(|_| "<invalid>".to_string(), |s| s.to_string())
+        }
     }
 }
 
@@ -94,25 +85,16 @@ pub(super) fn selector_or_none(sel: Option<&LabelSelector>) -> String {
 
 /// The CONTAINERS and IMAGES cells: names and images, each joined by commas.
 pub(super) fn containers(template: Option<&PodTemplateSpec>) -> (String, String) {
-    let containers: &[Container] = template
-        .and_then(|t| t.spec.as_ref())
-        .map_or(&[], |s| s.containers.as_slice());
+    let containers: &[Container] = template.and_then(|t| t.spec.as_ref()).map_or(&[], |s| s.containers.as_slice());
     let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-    let images: Vec<&str> = containers
-        .iter()
-        .map(|c| c.image.as_deref().unwrap_or_default())
-        .collect();
+    let images: Vec<&str> = containers.iter().map(|c| c.image.as_deref().unwrap_or_default()).collect();
     (names.join(","), images.join(","))
 }
 
 /// The first `max` items joined by commas, with ` + N more...` for the rest.
 pub(super) fn first_of(items: &[String], max: usize) -> String {
     let shown = items[..items.len().min(max)].join(",");
-    if items.len() > max {
-        format!("{shown} + {} more...", items.len() - max)
-    } else {
-        shown
-    }
+    if items.len() > max { format!("{shown} + {} more...", items.len() - max) } else { shown }
 }
 
 #[cfg(test)]
@@ -122,10 +104,7 @@ mod tests {
 
     #[test]
     fn formats_label_sets_sorted_or_none() {
-        let labels = BTreeMap::from([
-            ("tier".to_string(), "web".to_string()),
-            ("app".to_string(), "x".to_string()),
-        ]);
+        let labels = BTreeMap::from([("tier".to_string(), "web".to_string()), ("app".to_string(), "x".to_string())]);
         assert_eq!(label_set(Some(&labels)), "app=x,tier=web");
         assert_eq!(label_set(Some(&BTreeMap::new())), "<none>");
         assert_eq!(label_set(None), "<none>");

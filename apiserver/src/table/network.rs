@@ -20,10 +20,7 @@ pub(super) static SERVICE: Printer = Printer {
         NAME,
         Column::string("Type", "How the service is exposed."),
         Column::string("Cluster-IP", "The service's virtual IP inside the cluster."),
-        Column::string(
-            "External-IP",
-            "Addresses the service is reachable at from outside.",
-        ),
+        Column::string("External-IP", "Addresses the service is reachable at from outside."),
         Column::string("Port(s)", "Service ports, with node ports where allocated."),
         AGE,
         Column::string("Selector", "The labels of the pods the service routes to.").wide(),
@@ -34,12 +31,8 @@ pub(super) static SERVICE: Printer = Printer {
 fn service_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let service: Service = decode(object)?;
     let spec = service.spec.unwrap_or_default();
-    let cluster_ip = spec
-        .cluster_ips
-        .as_ref()
-        .and_then(|ips| ips.first())
-        .or(spec.cluster_ip.as_ref())
-        .map(String::as_str);
+    let cluster_ip =
+        spec.cluster_ips.as_ref().and_then(|ips| ips.first()).or(spec.cluster_ip.as_ref()).map(String::as_str);
     let ingress = service
         .status
         .and_then(|s| s.load_balancer)
@@ -53,12 +46,7 @@ fn service_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_jso
         format::or(spec.type_.as_deref(), "ClusterIP").into(),
         format::or(cluster_ip, NONE).into(),
         external_ip(&spec, load_balancer_addresses(ingress)).into(),
-        (if ports.is_empty() {
-            NONE.to_string()
-        } else {
-            ports
-        })
-        .into(),
+        (if ports.is_empty() { NONE.to_string() } else { ports }).into(),
         format::age(&service.metadata, now).into(),
         format::label_set(spec.selector.as_ref()).into(),
     ])
@@ -72,11 +60,7 @@ fn external_ip(spec: &ServiceSpec, load_balancer: Vec<String>) -> String {
         "ClusterIP" | "NodePort" => external_ips.join(","),
         "LoadBalancer" => {
             let all: Vec<String> = load_balancer.into_iter().chain(external_ips).collect();
-            if all.is_empty() {
-                "<pending>".to_string()
-            } else {
-                all.join(",")
-            }
+            if all.is_empty() { "<pending>".to_string() } else { all.join(",") }
         }
         "ExternalName" => spec.external_name.clone().unwrap_or_default(),
         _ => "<unknown>".to_string(),
@@ -84,14 +68,9 @@ fn external_ip(spec: &ServiceSpec, load_balancer: Vec<String>) -> String {
 }
 
 /// A load balancer's ingress points, each by IP or else hostname, sorted without repeats.
-fn load_balancer_addresses(
-    ingress: impl Iterator<Item = (Option<String>, Option<String>)>,
-) -> Vec<String> {
+fn load_balancer_addresses(ingress: impl Iterator<Item = (Option<String>, Option<String>)>) -> Vec<String> {
     let set: BTreeSet<String> = ingress
-        .filter_map(|(ip, hostname)| {
-            ip.filter(|ip| !ip.is_empty())
-                .or(hostname.filter(|h| !h.is_empty()))
-        })
+        .filter_map(|(ip, hostname)| ip.filter(|ip| !ip.is_empty()).or(hostname.filter(|h| !h.is_empty())))
         .collect();
     set.into_iter().collect()
 }
@@ -112,11 +91,7 @@ fn ports(ports: &[ServicePort]) -> String {
 }
 
 pub(super) static ENDPOINTS: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::string("Endpoints", "Ready addresses with their ports."),
-        AGE,
-    ],
+    columns: &[NAME, Column::string("Endpoints", "Ready addresses with their ports."), AGE],
     cells: endpoints_cells,
 };
 
@@ -141,20 +116,12 @@ fn endpoints_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_j
         }
         format::first_of(&all, LISTED)
     };
-    Ok(vec![
-        format::name(&endpoints.metadata).into(),
-        listed.into(),
-        format::age(&endpoints.metadata, now).into(),
-    ])
+    Ok(vec![format::name(&endpoints.metadata).into(), listed.into(), format::age(&endpoints.metadata, now).into()])
 }
 
 /// `ip:port`, with an IPv6 address in brackets.
 fn host_port(ip: &str, port: i32) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]:{port}")
-    } else {
-        format!("{ip}:{port}")
-    }
+    if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") }
 }
 
 pub(super) static ENDPOINT_SLICE: Printer = Printer {
@@ -180,11 +147,7 @@ fn endpoint_slice_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, se
             (None, None) => "*".to_string(),
         })
         .collect();
-    let addresses: Vec<String> = slice
-        .endpoints
-        .iter()
-        .flat_map(|e| e.addresses.iter().cloned())
-        .collect();
+    let addresses: Vec<String> = slice.endpoints.iter().flat_map(|e| e.addresses.iter().cloned()).collect();
     Ok(vec![
         format::name(&slice.metadata).into(),
         slice.address_type.into(),
@@ -252,11 +215,7 @@ fn hosts(rules: &[IngressRule]) -> String {
 }
 
 pub(super) static NETWORK_POLICY: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::string("Pod-Selector", "The pods the policy applies to."),
-        AGE,
-    ],
+    columns: &[NAME, Column::string("Pod-Selector", "The pods the policy applies to."), AGE],
     cells: network_policy_cells,
 };
 
@@ -288,18 +247,7 @@ mod tests {
 
     #[test]
     fn has_upstream_service_columns() {
-        assert_eq!(
-            headers(&SERVICE),
-            [
-                "Name",
-                "Type",
-                "Cluster-IP",
-                "External-IP",
-                "Port(s)",
-                "Age",
-                "+Selector"
-            ]
-        );
+        assert_eq!(headers(&SERVICE), ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age", "+Selector"]);
     }
 
     #[test]
@@ -346,55 +294,28 @@ mod tests {
                 json!({"type": "ClusterIP", "clusterIPs": ["10.96.0.11"], "externalIPs": ["1.2.3.4", "5.6.7.8"],
                     "ports": [{"port": 80}]}),
                 json!({}),
-                [
-                    "ClusterIP",
-                    "10.96.0.11",
-                    "1.2.3.4,5.6.7.8",
-                    "80/TCP",
-                    "<none>",
-                ],
+                ["ClusterIP", "10.96.0.11", "1.2.3.4,5.6.7.8", "80/TCP", "<none>"],
             ),
             (
                 json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.12"], "ports": [{"port": 80, "nodePort": 31000}]}),
                 json!({}),
-                [
-                    "LoadBalancer",
-                    "10.96.0.12",
-                    "<pending>",
-                    "80:31000/TCP",
-                    "<none>",
-                ],
+                ["LoadBalancer", "10.96.0.12", "<pending>", "80:31000/TCP", "<none>"],
             ),
             (
                 json!({"type": "LoadBalancer", "clusterIPs": ["10.96.0.12"], "externalIPs": ["9.9.9.9"],
                     "ports": [{"port": 80, "nodePort": 31000}]}),
                 json!({"loadBalancer": {"ingress": [{"hostname": "lb.example.com"}, {"ip": "203.0.113.5"}]}}),
-                [
-                    "LoadBalancer",
-                    "10.96.0.12",
-                    "203.0.113.5,lb.example.com,9.9.9.9",
-                    "80:31000/TCP",
-                    "<none>",
-                ],
+                ["LoadBalancer", "10.96.0.12", "203.0.113.5,lb.example.com,9.9.9.9", "80:31000/TCP", "<none>"],
             ),
             (
                 json!({"type": "ExternalName", "externalName": "db.example.com"}),
                 json!({}),
-                [
-                    "ExternalName",
-                    "<none>",
-                    "db.example.com",
-                    "<none>",
-                    "<none>",
-                ],
+                ["ExternalName", "<none>", "db.example.com", "<none>", "<none>"],
             ),
         ];
         for (spec, status, want) in cases {
             let row = cells(&SERVICE, &service(spec.clone(), status));
-            let got: Vec<&str> = [1, 2, 3, 4, 6]
-                .iter()
-                .map(|&i| row[i].as_str().unwrap_or("?"))
-                .collect();
+            let got: Vec<&str> = [1, 2, 3, 4, 6].iter().map(|&i| row[i].as_str().unwrap_or("?")).collect();
             assert_eq!(got, want, "{spec}");
         }
     }
@@ -410,11 +331,7 @@ mod tests {
         });
         assert_eq!(
             cells(&ENDPOINTS, &object),
-            [
-                json!("web"),
-                json!("10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more..."),
-                json!("60s")
-            ]
+            [json!("web"), json!("10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 2 more..."), json!("60s")]
         );
     }
 
@@ -422,18 +339,9 @@ mod tests {
     fn prints_endpoints_without_ports_or_subsets() {
         let cases = [
             (json!(null), "<none>"),
-            (
-                json!([{"addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}]),
-                "10.0.0.1,fd00::1",
-            ),
-            (
-                json!([{"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 53}]}]),
-                "[fd00::1]:53",
-            ),
-            (
-                json!([{"notReadyAddresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]),
-                "",
-            ),
+            (json!([{"addresses": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}]), "10.0.0.1,fd00::1"),
+            (json!([{"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 53}]}]), "[fd00::1]:53"),
+            (json!([{"notReadyAddresses": [{"ip": "10.0.0.1"}], "ports": [{"port": 80}]}]), ""),
         ];
         for (subsets, want) in cases {
             let object = json!({"metadata": {"name": "e"}, "subsets": subsets});
@@ -461,10 +369,7 @@ mod tests {
             ]
         );
         let empty = json!({"metadata": {"name": "e"}, "addressType": "IPv6"});
-        assert_eq!(
-            cells(&ENDPOINT_SLICE, &empty)[2..4],
-            [json!("<unset>"), json!("<unset>")]
-        );
+        assert_eq!(cells(&ENDPOINT_SLICE, &empty)[2..4], [json!("<unset>"), json!("<unset>")]);
     }
 
     #[test]
@@ -493,20 +398,14 @@ mod tests {
             {"host": "a"}, {}, {"host": "c"}, {"host": "d"}, {"host": "e"}, {}]}});
         assert_eq!(cells(&INGRESS, &many)[2], "a,c,d + 3 more...");
         let bare = json!({"metadata": {"name": "bare"}, "spec": {"defaultBackend": {}}});
-        assert_eq!(
-            cells(&INGRESS, &bare)[1..5],
-            [json!("<none>"), json!("*"), json!(""), json!("80")]
-        );
+        assert_eq!(cells(&INGRESS, &bare)[1..5], [json!("<none>"), json!("*"), json!(""), json!("80")]);
     }
 
     #[test]
     fn prints_network_policies() {
         let object = json!({"metadata": {"name": "deny", "creationTimestamp": ago(60)},
                             "spec": {"podSelector": {"matchLabels": {"app": "db"}}}});
-        assert_eq!(
-            cells(&NETWORK_POLICY, &object),
-            [json!("deny"), json!("app=db"), json!("60s")]
-        );
+        assert_eq!(cells(&NETWORK_POLICY, &object), [json!("deny"), json!("app=db"), json!("60s")]);
         let all = json!({"metadata": {"name": "all"}, "spec": {"podSelector": {}}});
         assert_eq!(cells(&NETWORK_POLICY, &all)[1], "<none>");
     }

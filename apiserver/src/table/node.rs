@@ -17,25 +17,15 @@ const ROLE_LABEL: &str = "kubernetes.io/role";
 pub(super) static PRINTER: Printer = Printer {
     columns: &[
         NAME,
-        Column::string(
-            "Status",
-            "Whether the node is Ready, and SchedulingDisabled if cordoned.",
-        ),
-        Column::string(
-            "Roles",
-            "The node's roles, from its node-role.kubernetes.io labels.",
-        ),
+        Column::string("Status", "Whether the node is Ready, and SchedulingDisabled if cordoned."),
+        Column::string("Roles", "The node's roles, from its node-role.kubernetes.io labels."),
         AGE,
         Column::string("Version", "The kubelet's version."),
         Column::string("Internal-IP", "The node's first internal address.").wide(),
         Column::string("External-IP", "The node's first external address.").wide(),
         Column::string("OS-Image", "The operating system the node reports.").wide(),
         Column::string("Kernel-Version", "The kernel the node reports.").wide(),
-        Column::string(
-            "Container-Runtime",
-            "The container runtime and its version.",
-        )
-        .wide(),
+        Column::string("Container-Runtime", "The container runtime and its version.").wide(),
     ],
     cells,
 };
@@ -49,12 +39,7 @@ fn cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error
     Ok(vec![
         format::name(&node.metadata).into(),
         readiness(&status, unschedulable).into(),
-        (if roles.is_empty() {
-            NONE.to_string()
-        } else {
-            roles.join(",")
-        })
-        .into(),
+        (if roles.is_empty() { NONE.to_string() } else { roles.join(",") }).into(),
         format::age(&node.metadata, now).into(),
         info.kubelet_version.into(),
         address(&status, "InternalIP").into(),
@@ -68,11 +53,7 @@ fn cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error
 /// `Ready` or `NotReady` from the Ready condition (`Unknown` without one), then
 /// `SchedulingDisabled` for a cordoned node.
 fn readiness(status: &NodeStatus, unschedulable: bool) -> String {
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready");
+    let ready = status.conditions.iter().flatten().find(|c| c.type_ == "Ready");
     let mut words = vec![match ready {
         Some(c) if c.status == "True" => "Ready",
         Some(_) => "NotReady",
@@ -173,11 +154,7 @@ mod tests {
 
     #[test]
     fn prints_a_cordoned_node_that_is_not_ready() {
-        let object = node(
-            json!({}),
-            json!({"unschedulable": true}),
-            json!([{"type": "Ready", "status": "Unknown"}]),
-        );
+        let object = node(json!({}), json!({"unschedulable": true}), json!([{"type": "Ready", "status": "Unknown"}]));
         let row = cells(&PRINTER, &object);
         assert_eq!(row[1], "NotReady,SchedulingDisabled");
         assert_eq!(row[2], "<none>");
@@ -185,16 +162,9 @@ mod tests {
 
     #[test]
     fn a_node_without_a_ready_condition_is_unknown() {
-        let cases = [
-            (json!(null), false, "Unknown"),
-            (json!([]), true, "Unknown,SchedulingDisabled"),
-        ];
+        let cases = [(json!(null), false, "Unknown"), (json!([]), true, "Unknown,SchedulingDisabled")];
         for (conditions, unschedulable, want) in cases {
-            let object = node(
-                json!({}),
-                json!({"unschedulable": unschedulable}),
-                conditions,
-            );
+            let object = node(json!({}), json!({"unschedulable": unschedulable}), conditions);
             assert_eq!(cells(&PRINTER, &object)[1], want);
         }
     }

@@ -17,31 +17,14 @@ use super::{AGE, Column, NAME, Printer, decode};
 pub(super) static PRINTER: Printer = Printer {
     columns: &[
         NAME,
-        Column::string(
-            "Ready",
-            "Ready containers out of all containers, sidecars included.",
-        ),
-        Column::string(
-            "Status",
-            "A one-word summary of where the pod is in its lifecycle.",
-        ),
-        Column::string(
-            "Restarts",
-            "Container restarts in total, and how long ago the latest was.",
-        ),
+        Column::string("Ready", "Ready containers out of all containers, sidecars included."),
+        Column::string("Status", "A one-word summary of where the pod is in its lifecycle."),
+        Column::string("Restarts", "Container restarts in total, and how long ago the latest was."),
         AGE,
         Column::string("IP", "The pod's first IP address.").wide(),
         Column::string("Node", "The node the pod is bound to.").wide(),
-        Column::string(
-            "Nominated Node",
-            "The node preemption made room on for this pod.",
-        )
-        .wide(),
-        Column::string(
-            "Readiness Gates",
-            "Readiness gates whose condition is True, of all.",
-        )
-        .wide(),
+        Column::string("Nominated Node", "The node preemption made room on for this pod.").wide(),
+        Column::string("Readiness Gates", "Readiness gates whose condition is True, of all.").wide(),
     ],
     cells,
 };
@@ -53,20 +36,11 @@ fn cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error
     let summary = summarize(&spec, &status, pod.metadata.deletion_timestamp.is_some());
     let restarts = match summary.restarts.latest {
         Some(at) if summary.restarts.count != 0 => {
-            format!(
-                "{} ({} ago)",
-                summary.restarts.count,
-                format::elapsed(at, now)
-            )
+            format!("{} ({} ago)", summary.restarts.count, format::elapsed(at, now))
         }
         _ => summary.restarts.count.to_string(),
     };
-    let ip = status
-        .pod_ips
-        .as_ref()
-        .and_then(|ips| ips.first())
-        .map(|ip| ip.ip.as_str())
-        .or(status.pod_ip.as_deref());
+    let ip = status.pod_ips.as_ref().and_then(|ips| ips.first()).map(|ip| ip.ip.as_str()).or(status.pod_ip.as_deref());
     Ok(vec![
         format::name(&pod.metadata).into(),
         format!("{}/{}", summary.ready, summary.total).into(),
@@ -117,10 +91,7 @@ fn summarize(spec: &PodSpec, status: &PodStatus, deleting: bool) -> Summary {
     let phase = status.phase.as_deref().unwrap_or_default();
     let conditions = status.conditions.as_deref().unwrap_or_default();
     let mut reason = format::or(status.reason.as_deref(), phase);
-    if conditions
-        .iter()
-        .any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("SchedulingGated"))
-    {
+    if conditions.iter().any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("SchedulingGated")) {
         reason = "SchedulingGated".to_string();
     }
 
@@ -138,10 +109,7 @@ fn summarize(spec: &PodSpec, status: &PodStatus, deleting: bool) -> Summary {
             restarts.add(container);
             if container_reason(container).is_none()
                 && container.ready
-                && container
-                    .state
-                    .as_ref()
-                    .is_some_and(|s| s.running.is_some())
+                && container.state.as_ref().is_some_and(|s| s.running.is_some())
             {
                 running = true;
                 ready += 1;
@@ -152,12 +120,7 @@ fn summarize(spec: &PodSpec, status: &PodStatus, deleting: bool) -> Summary {
             reason = first;
         }
         if reason == "Completed" && running {
-            reason = if condition_true(conditions, "Ready") {
-                "Running"
-            } else {
-                "NotReady"
-            }
-            .to_string();
+            reason = if condition_true(conditions, "Ready") { "Running" } else { "NotReady" }.to_string();
         }
     }
 
@@ -167,12 +130,7 @@ fn summarize(spec: &PodSpec, status: &PodStatus, deleting: bool) -> Summary {
         reason = "Terminating".to_string();
     }
 
-    Summary {
-        ready,
-        total: spec.containers.len() + sidecar_count(spec),
-        reason,
-        restarts,
-    }
+    Summary { ready, total: spec.containers.len() + sidecar_count(spec), reason, restarts }
 }
 
 /// What the init containers contribute: ready sidecars, restarts (of all of them and of the
@@ -187,11 +145,7 @@ struct InitSummary {
 
 fn init_containers(spec: &PodSpec, status: &PodStatus) -> InitSummary {
     let specs = spec.init_containers.as_deref().unwrap_or_default();
-    let is_sidecar = |name: &str| {
-        specs
-            .iter()
-            .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
-    };
+    let is_sidecar = |name: &str| specs.iter().any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"));
     let mut out = InitSummary::default();
     for (i, container) in status.init_container_statuses.iter().flatten().enumerate() {
         out.restarts.add(container);
@@ -227,11 +181,7 @@ fn init_containers(spec: &PodSpec, status: &PodStatus) -> InitSummary {
 /// The STATUS an app container imposes on its pod: its waiting reason, or how it terminated.
 fn container_reason(container: &ContainerStatus) -> Option<String> {
     let state = container.state.as_ref()?;
-    let waiting = state
-        .waiting
-        .as_ref()
-        .and_then(|w| w.reason.as_deref())
-        .filter(|r| !r.is_empty());
+    let waiting = state.waiting.as_ref().and_then(|w| w.reason.as_deref()).filter(|r| !r.is_empty());
     match (waiting, &state.terminated) {
         (Some(r), _) => Some(r.to_string()),
         (None, Some(t)) => Some(termination_reason(t)),
@@ -250,17 +200,11 @@ fn termination_reason(t: &ContainerStateTerminated) -> String {
 
 /// Init containers with `restartPolicy: Always`, which count as containers of the pod.
 fn sidecar_count(spec: &PodSpec) -> usize {
-    spec.init_containers
-        .iter()
-        .flatten()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-        .count()
+    spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always")).count()
 }
 
 fn condition_true(conditions: &[PodCondition], type_: &str) -> bool {
-    conditions
-        .iter()
-        .any(|c| c.type_ == type_ && c.status == "True")
+    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
 }
 
 /// `true/all` readiness gates, `<none>` when the pod has none.
@@ -272,12 +216,7 @@ fn readiness_gates(spec: &PodSpec, status: &PodStatus) -> String {
     let conditions = status.conditions.as_deref().unwrap_or_default();
     let passed = gates
         .iter()
-        .filter(|gate| {
-            conditions
-                .iter()
-                .find(|c| c.type_ == gate.condition_type)
-                .is_some_and(|c| c.status == "True")
-        })
+        .filter(|gate| conditions.iter().find(|c| c.type_ == gate.condition_type).is_some_and(|c| c.status == "True"))
         .count();
     format!("{passed}/{}", gates.len())
 }
@@ -327,17 +266,7 @@ mod tests {
     fn has_upstream_columns() {
         assert_eq!(
             headers(&PRINTER),
-            [
-                "Name",
-                "Ready",
-                "Status",
-                "Restarts",
-                "Age",
-                "+IP",
-                "+Node",
-                "+Nominated Node",
-                "+Readiness Gates"
-            ]
+            ["Name", "Ready", "Status", "Restarts", "Age", "+IP", "+Node", "+Nominated Node", "+Readiness Gates"]
         );
     }
 
@@ -382,10 +311,7 @@ mod tests {
             }),
         );
         let row = cells(&PRINTER, &object);
-        assert_eq!(
-            row[1..4],
-            [json!("0/2"), json!("ContainerCreating"), json!("0")]
-        );
+        assert_eq!(row[1..4], [json!("0/2"), json!("ContainerCreating"), json!("0")]);
         assert_eq!(row[5], "<none>");
     }
 
@@ -401,10 +327,7 @@ mod tests {
 
     #[test]
     fn prints_unknown_for_a_deleted_pod_on_a_lost_node() {
-        let mut object = pod(
-            two_containers(),
-            json!({"phase": "Running", "reason": "NodeLost"}),
-        );
+        let mut object = pod(two_containers(), json!({"phase": "Running", "reason": "NodeLost"}));
         object["metadata"]["deletionTimestamp"] = json!(ago(10));
         assert_eq!(summary_cells(&object)[1], "Unknown");
     }
@@ -441,60 +364,22 @@ mod tests {
         let initializing = waiting("b", "PodInitializing");
         let cases: Vec<(&str, &Value, Value, &str)> = vec![
             ("phase only", &one, status("Pending", &[], &[]), "Pending"),
-            (
-                "status reason beats phase",
-                &one,
-                json!({"phase": "Failed", "reason": "Evicted"}),
-                "Evicted",
-            ),
+            ("status reason beats phase", &one, json!({"phase": "Failed", "reason": "Evicted"}), "Evicted"),
             (
                 "scheduling gated",
                 &one,
-                with_condition(
-                    status("Pending", &[], &[]),
-                    "PodScheduled",
-                    Some("SchedulingGated"),
-                ),
+                with_condition(status("Pending", &[], &[]), "PodScheduled", Some("SchedulingGated")),
                 "SchedulingGated",
             ),
-            (
-                "crash loop",
-                &one,
-                status("Running", &[], &[waiting("app", "CrashLoopBackOff")]),
-                "CrashLoopBackOff",
-            ),
-            (
-                "image pull",
-                &one,
-                status("Pending", &[], &[waiting("app", "ImagePullBackOff")]),
-                "ImagePullBackOff",
-            ),
-            (
-                "completed",
-                &one,
-                status("Succeeded", &[], &[completed("app")]),
-                "Completed",
-            ),
-            (
-                "killed by signal",
-                &one,
-                status("Failed", &[], &[terminated("app", 137, None, Some(9))]),
-                "Signal:9",
-            ),
-            (
-                "exit code",
-                &one,
-                status("Failed", &[], &[terminated("app", 2, Some(""), None)]),
-                "ExitCode:2",
-            ),
+            ("crash loop", &one, status("Running", &[], &[waiting("app", "CrashLoopBackOff")]), "CrashLoopBackOff"),
+            ("image pull", &one, status("Pending", &[], &[waiting("app", "ImagePullBackOff")]), "ImagePullBackOff"),
+            ("completed", &one, status("Succeeded", &[], &[completed("app")]), "Completed"),
+            ("killed by signal", &one, status("Failed", &[], &[terminated("app", 137, None, Some(9))]), "Signal:9"),
+            ("exit code", &one, status("Failed", &[], &[terminated("app", 2, Some(""), None)]), "ExitCode:2"),
             (
                 "first init container running",
                 &with_init,
-                status(
-                    "Pending",
-                    &[running("a", false, 0), initializing.clone()],
-                    &[],
-                ),
+                status("Pending", &[running("a", false, 0), initializing.clone()], &[]),
                 "Init:0/2",
             ),
             (
@@ -506,55 +391,32 @@ mod tests {
             (
                 "init container crash looping",
                 &with_init,
-                status(
-                    "Pending",
-                    &[waiting("a", "CrashLoopBackOff"), initializing.clone()],
-                    &[],
-                ),
+                status("Pending", &[waiting("a", "CrashLoopBackOff"), initializing.clone()], &[]),
                 "Init:CrashLoopBackOff",
             ),
             (
                 "init container failed",
                 &with_init,
-                status(
-                    "Pending",
-                    &[
-                        terminated("a", 1, Some("Error"), None),
-                        initializing.clone(),
-                    ],
-                    &[],
-                ),
+                status("Pending", &[terminated("a", 1, Some("Error"), None), initializing.clone()], &[]),
                 "Init:Error",
             ),
             (
                 "init container failed without reason",
                 &with_init,
-                status(
-                    "Pending",
-                    &[terminated("a", 3, None, None), initializing.clone()],
-                    &[],
-                ),
+                status("Pending", &[terminated("a", 3, None, None), initializing.clone()], &[]),
                 "Init:ExitCode:3",
             ),
             (
                 "init container killed",
                 &with_init,
-                status(
-                    "Pending",
-                    &[terminated("a", 137, None, Some(9)), initializing.clone()],
-                    &[],
-                ),
+                status("Pending", &[terminated("a", 137, None, Some(9)), initializing.clone()], &[]),
                 "Init:Signal:9",
             ),
             (
                 "initialised pod reports its app containers",
                 &with_init,
                 with_condition(
-                    status(
-                        "Running",
-                        &[completed("a"), completed("b")],
-                        &[running("app", true, 0)],
-                    ),
+                    status("Running", &[completed("a"), completed("b")], &[running("app", true, 0)]),
                     "Initialized",
                     None,
                 ),
@@ -563,24 +425,13 @@ mod tests {
             (
                 "first waiting container wins",
                 &two,
-                status(
-                    "Running",
-                    &[],
-                    &[
-                        waiting("app", "CrashLoopBackOff"),
-                        waiting("log", "ErrImagePull"),
-                    ],
-                ),
+                status("Running", &[], &[waiting("app", "CrashLoopBackOff"), waiting("log", "ErrImagePull")]),
                 "CrashLoopBackOff",
             ),
             (
                 "completed container beside a running one",
                 &two,
-                with_condition(
-                    status("Running", &[], &[completed("app"), running("log", true, 0)]),
-                    "Ready",
-                    None,
-                ),
+                with_condition(status("Running", &[], &[completed("app"), running("log", true, 0)]), "Ready", None),
                 "Running",
             ),
             (
@@ -613,10 +464,7 @@ mod tests {
             "containerStatuses": [running("app", true, 0)],
         });
         // Restarts of ordinary init containers stop counting once the pod is initialised.
-        assert_eq!(
-            summary_cells(&pod(spec, status)),
-            ["2/2", "Running", "1 (90s ago)"]
-        );
+        assert_eq!(summary_cells(&pod(spec, status)), ["2/2", "Running", "1 (90s ago)"]);
     }
 
     #[test]
@@ -624,22 +472,15 @@ mod tests {
         let spec = json!({"initContainers": [{"name": "a"}], "containers": [{"name": "app"}]});
         let mut a = waiting("a", "CrashLoopBackOff");
         a["restartCount"] = json!(6);
-        a["lastState"] =
-            json!({"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": ago(40)}});
+        a["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "finishedAt": ago(40)}});
         let status = json!({"phase": "Pending", "initContainerStatuses": [a]});
-        assert_eq!(
-            summary_cells(&pod(spec, status)),
-            ["0/1", "Init:CrashLoopBackOff", "6 (40s ago)"]
-        );
+        assert_eq!(summary_cells(&pod(spec, status)), ["0/1", "Init:CrashLoopBackOff", "6 (40s ago)"]);
     }
 
     #[test]
     fn restarts_without_a_finish_time_have_no_suffix() {
         let status = json!({"phase": "Running", "containerStatuses": [running("app", true, 2)]});
-        assert_eq!(
-            summary_cells(&pod(json!({"containers": [{"name": "app"}]}), status))[2],
-            "2"
-        );
+        assert_eq!(summary_cells(&pod(json!({"containers": [{"name": "app"}]}), status))[2], "2");
     }
 
     #[test]
@@ -654,12 +495,6 @@ mod tests {
     #[test]
     fn shows_the_nominated_node() {
         let status = json!({"phase": "Pending", "nominatedNodeName": "n2"});
-        assert_eq!(
-            cells(
-                &PRINTER,
-                &pod(json!({"containers": [{"name": "app"}]}), status)
-            )[7],
-            "n2"
-        );
+        assert_eq!(cells(&PRINTER, &pod(json!({"containers": [{"name": "app"}]}), status))[7], "n2");
     }
 }

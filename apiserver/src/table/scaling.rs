@@ -36,14 +36,9 @@ fn hpa_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::E
     Ok(vec![
         format::name(&hpa.metadata).into(),
         format!("{}/{}", target.kind, target.name).into(),
-        metrics(
-            spec.metrics.as_deref().unwrap_or_default(),
-            status.current_metrics.as_deref().unwrap_or_default(),
-        )
-        .into(),
-        spec.min_replicas
-            .map_or_else(|| UNSET.to_string(), |n| n.to_string())
+        metrics(spec.metrics.as_deref().unwrap_or_default(), status.current_metrics.as_deref().unwrap_or_default())
             .into(),
+        spec.min_replicas.map_or_else(|| UNSET.to_string(), |n| n.to_string()).into(),
         spec.max_replicas.into(),
         status.current_replicas.unwrap_or(0).into(),
         format::age(&hpa.metadata, now).into(),
@@ -56,18 +51,10 @@ fn metrics(specs: &[MetricSpec], statuses: &[MetricStatus]) -> String {
     if specs.is_empty() {
         return NONE.to_string();
     }
-    let listed: Vec<String> = specs
-        .iter()
-        .take(METRICS_LISTED)
-        .enumerate()
-        .map(|(i, spec)| metric(spec, statuses.get(i)))
-        .collect();
+    let listed: Vec<String> =
+        specs.iter().take(METRICS_LISTED).enumerate().map(|(i, spec)| metric(spec, statuses.get(i))).collect();
     let shown = listed.join(", ");
-    if specs.len() > METRICS_LISTED {
-        format!("{shown} + {} more...", specs.len() - METRICS_LISTED)
-    } else {
-        shown
-    }
+    if specs.len() > METRICS_LISTED { format!("{shown} + {} more...", specs.len() - METRICS_LISTED) } else { shown }
 }
 
 fn metric(spec: &MetricSpec, status: Option<&MetricStatus>) -> String {
@@ -75,24 +62,14 @@ fn metric(spec: &MetricSpec, status: Option<&MetricStatus>) -> String {
         "Resource" => match &spec.resource {
             Some(source) => {
                 let current = status.and_then(|s| s.resource.as_ref()).map(|s| &s.current);
-                format!(
-                    "{}: {}",
-                    source.name,
-                    against(&source.target, current, false)
-                )
+                format!("{}: {}", source.name, against(&source.target, current, false))
             }
             None => UNKNOWN.to_string(),
         },
         "ContainerResource" => match &spec.container_resource {
             Some(source) => {
-                let current = status
-                    .and_then(|s| s.container_resource.as_ref())
-                    .map(|s| &s.current);
-                format!(
-                    "{}: {}",
-                    source.name,
-                    against(&source.target, current, false)
-                )
+                let current = status.and_then(|s| s.container_resource.as_ref()).map(|s| &s.current);
+                format!("{}: {}", source.name, against(&source.target, current, false))
             }
             None => UNKNOWN.to_string(),
         },
@@ -123,20 +100,13 @@ fn metric(spec: &MetricSpec, status: Option<&MetricStatus>) -> String {
 
 /// `current/target` for one metric: utilization in percent, an average value (marked `(avg)`
 /// when `mark_average`: for object and external metrics, where it is not implied), or a value.
-fn against(
-    target: &MetricTarget,
-    current: Option<&MetricValueStatus>,
-    mark_average: bool,
-) -> String {
+fn against(target: &MetricTarget, current: Option<&MetricValueStatus>, mark_average: bool) -> String {
     let quantity = |q: Option<&Quantity>| q.map_or_else(|| UNKNOWN.to_string(), |q| q.0.clone());
     match target.type_.as_str() {
         "Utilization" => {
-            let now = current
-                .and_then(|c| c.average_utilization)
-                .map_or_else(|| UNKNOWN.to_string(), |u| format!("{u}%"));
-            let want = target
-                .average_utilization
-                .map_or_else(|| "<auto>".to_string(), |u| format!("{u}%"));
+            let now =
+                current.and_then(|c| c.average_utilization).map_or_else(|| UNKNOWN.to_string(), |u| format!("{u}%"));
+            let want = target.average_utilization.map_or_else(|| "<auto>".to_string(), |u| format!("{u}%"));
             format!("{now}/{want}")
         }
         "AverageValue" => format!(
@@ -145,11 +115,7 @@ fn against(
             quantity(target.average_value.as_ref()),
             if mark_average { " (avg)" } else { "" }
         ),
-        _ => format!(
-            "{}/{}",
-            quantity(current.and_then(|c| c.value.as_ref())),
-            quantity(target.value.as_ref())
-        ),
+        _ => format!("{}/{}", quantity(current.and_then(|c| c.value.as_ref())), quantity(target.value.as_ref())),
     }
 }
 
@@ -204,15 +170,7 @@ mod tests {
     fn prints_an_hpa_scaling_on_cpu() {
         assert_eq!(
             headers(&HORIZONTAL_POD_AUTOSCALER),
-            [
-                "Name",
-                "Reference",
-                "Targets",
-                "MinPods",
-                "MaxPods",
-                "Replicas",
-                "Age"
-            ]
+            ["Name", "Reference", "Targets", "MinPods", "MaxPods", "Replicas", "Age"]
         );
         let object = hpa(
             json!([cpu(80)]),
@@ -259,11 +217,7 @@ mod tests {
             ),
         ];
         for (specs, current, want) in cases {
-            assert_eq!(
-                cells(&HORIZONTAL_POD_AUTOSCALER, &hpa(specs.clone(), current))[2],
-                want,
-                "{specs}"
-            );
+            assert_eq!(cells(&HORIZONTAL_POD_AUTOSCALER, &hpa(specs.clone(), current))[2], want, "{specs}");
         }
     }
 
@@ -276,18 +230,9 @@ mod tests {
         });
         assert_eq!(
             cells(&POD_DISRUPTION_BUDGET, &object),
-            [
-                json!("db"),
-                json!("2"),
-                json!("N/A"),
-                json!(1),
-                json!("60s")
-            ]
+            [json!("db"), json!("2"), json!("N/A"), json!(1), json!("60s")]
         );
         let percent = json!({"metadata": {"name": "web"}, "spec": {"maxUnavailable": "25%"}});
-        assert_eq!(
-            cells(&POD_DISRUPTION_BUDGET, &percent)[1..4],
-            [json!("N/A"), json!("25%"), json!(0)]
-        );
+        assert_eq!(cells(&POD_DISRUPTION_BUDGET, &percent)[1..4], [json!("N/A"), json!("25%"), json!(0)]);
     }
 }

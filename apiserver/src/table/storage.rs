@@ -14,21 +14,14 @@ use super::{AGE, Column, NAME, Printer, decode};
 /// The annotation that named a volume's class before `storageClassName`; it still wins.
 const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
 /// Annotations that make a StorageClass the default, when `"true"`.
-const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
-    "storageclass.kubernetes.io/is-default-class",
-    "storageclass.beta.kubernetes.io/is-default-class",
-];
+const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] =
+    ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"];
 
 const CAPACITY: Column = Column::string("Capacity", "The storage size.");
-const ACCESS_MODES: Column = Column::string(
-    "Access Modes",
-    "How the volume may be mounted (RWO, ROX, RWX, RWOP).",
-);
+const ACCESS_MODES: Column = Column::string("Access Modes", "How the volume may be mounted (RWO, ROX, RWX, RWOP).");
 const STORAGE_CLASS_COLUMN: Column = Column::string("StorageClass", "The class of the storage.");
-const VOLUME_ATTRIBUTES_CLASS: Column = Column::string(
-    "VolumeAttributesClass",
-    "The class of the volume's mutable attributes.",
-);
+const VOLUME_ATTRIBUTES_CLASS: Column =
+    Column::string("VolumeAttributesClass", "The class of the volume's mutable attributes.");
 const VOLUME_MODE: Column = Column::string("VolumeMode", "Filesystem or Block.").wide();
 
 pub(super) static PERSISTENT_VOLUME: Printer = Printer {
@@ -36,10 +29,7 @@ pub(super) static PERSISTENT_VOLUME: Printer = Printer {
         NAME,
         CAPACITY,
         ACCESS_MODES,
-        Column::string(
-            "Reclaim Policy",
-            "What happens to the volume when released.",
-        ),
+        Column::string("Reclaim Policy", "What happens to the volume when released."),
         Column::string("Status", "The volume's phase, or Terminating."),
         Column::string("Claim", "The claim bound to the volume, as namespace/name."),
         STORAGE_CLASS_COLUMN,
@@ -51,40 +41,26 @@ pub(super) static PERSISTENT_VOLUME: Printer = Printer {
     cells: persistent_volume_cells,
 };
 
-fn persistent_volume_cells(
-    object: &Value,
-    now: Timestamp,
-) -> Result<Vec<Value>, serde_json::Error> {
+fn persistent_volume_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let volume: PersistentVolume = decode(object)?;
     let spec = volume.spec.unwrap_or_default();
     let status = volume.status.unwrap_or_default();
     let claim = spec
         .claim_ref
         .as_ref()
-        .map(|c| {
-            format!(
-                "{}/{}",
-                c.namespace.as_deref().unwrap_or_default(),
-                c.name.as_deref().unwrap_or_default()
-            )
-        })
+        .map(|c| format!("{}/{}", c.namespace.as_deref().unwrap_or_default(), c.name.as_deref().unwrap_or_default()))
         .unwrap_or_default();
     let phase = if volume.metadata.deletion_timestamp.is_some() {
         "Terminating".to_string()
     } else {
         status.phase.unwrap_or_default()
     };
-    let class = class(
-        &volume.metadata.annotations,
-        spec.storage_class_name.as_deref(),
-    );
+    let class = class(&volume.metadata.annotations, spec.storage_class_name.as_deref());
     Ok(vec![
         format::name(&volume.metadata).into(),
         storage(spec.capacity.as_ref()).into(),
         access_modes(spec.access_modes.as_deref()).into(),
-        spec.persistent_volume_reclaim_policy
-            .unwrap_or_default()
-            .into(),
+        spec.persistent_volume_reclaim_policy.unwrap_or_default().into(),
         phase.into(),
         claim.into(),
         class.into(),
@@ -110,10 +86,7 @@ pub(super) static PERSISTENT_VOLUME_CLAIM: Printer = Printer {
     cells: persistent_volume_claim_cells,
 };
 
-fn persistent_volume_claim_cells(
-    object: &Value,
-    now: Timestamp,
-) -> Result<Vec<Value>, serde_json::Error> {
+fn persistent_volume_claim_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let claim: PersistentVolumeClaim = decode(object)?;
     let spec = claim.spec.unwrap_or_default();
     let status = claim.status.unwrap_or_default();
@@ -127,10 +100,7 @@ fn persistent_volume_claim_cells(
     let (capacity, modes) = if volume.is_empty() {
         (String::new(), String::new())
     } else {
-        (
-            storage(status.capacity.as_ref()),
-            access_modes(status.access_modes.as_deref()),
-        )
+        (storage(status.capacity.as_ref()), access_modes(status.access_modes.as_deref()))
     };
     Ok(vec![
         format::name(&claim.metadata).into(),
@@ -138,11 +108,7 @@ fn persistent_volume_claim_cells(
         volume.into(),
         capacity.into(),
         modes.into(),
-        class(
-            &claim.metadata.annotations,
-            spec.storage_class_name.as_deref(),
-        )
-        .into(),
+        class(&claim.metadata.annotations, spec.storage_class_name.as_deref()).into(),
         format::or(spec.volume_attributes_class_name.as_deref(), UNSET).into(),
         format::age(&claim.metadata, now).into(),
         format::or(spec.volume_mode.as_deref(), UNSET).into(),
@@ -151,25 +117,16 @@ fn persistent_volume_claim_cells(
 
 /// The `storage` quantity of a capacity, `0` when absent.
 fn storage(capacity: Option<&BTreeMap<String, Quantity>>) -> String {
-    capacity
-        .and_then(|c| c.get("storage"))
-        .map_or_else(|| "0".to_string(), |q| q.0.clone())
+    capacity.and_then(|c| c.get("storage")).map_or_else(|| "0".to_string(), |q| q.0.clone())
 }
 
 /// Access modes abbreviated, in upstream's fixed order, each once.
 fn access_modes(modes: Option<&[String]>) -> String {
     let modes = modes.unwrap_or_default();
-    let known = [
-        ("ReadWriteOnce", "RWO"),
-        ("ReadOnlyMany", "ROX"),
-        ("ReadWriteMany", "RWX"),
-        ("ReadWriteOncePod", "RWOP"),
-    ];
-    let present: Vec<&str> = known
-        .iter()
-        .filter(|(mode, _)| modes.iter().any(|m| m == mode))
-        .map(|(_, short)| *short)
-        .collect();
+    let known =
+        [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")];
+    let present: Vec<&str> =
+        known.iter().filter(|(mode, _)| modes.iter().any(|m| m == mode)).map(|(_, short)| *short).collect();
     present.join(",")
 }
 
@@ -189,10 +146,7 @@ pub(super) static STORAGE_CLASS: Printer = Printer {
         NAME,
         Column::string("Provisioner", "What provisions the class's volumes."),
         Column::string("ReclaimPolicy", "What happens to a released volume."),
-        Column::string(
-            "VolumeBindingMode",
-            "When claims are bound and provisioned.",
-        ),
+        Column::string("VolumeBindingMode", "When claims are bound and provisioned."),
         Column::string("AllowVolumeExpansion", "Whether claims may grow."),
         AGE,
     ],
@@ -201,28 +155,17 @@ pub(super) static STORAGE_CLASS: Printer = Printer {
 
 fn storage_class_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let class: StorageClass = decode(object)?;
-    let default = class.metadata.annotations.as_ref().is_some_and(|a| {
-        DEFAULT_CLASS_ANNOTATIONS
-            .iter()
-            .any(|key| a.get(*key).is_some_and(|v| v == "true"))
-    });
+    let default = class
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| DEFAULT_CLASS_ANNOTATIONS.iter().any(|key| a.get(*key).is_some_and(|v| v == "true")));
     let name = format::name(&class.metadata);
     Ok(vec![
-        (if default {
-            format!("{name} (default)")
-        } else {
-            name
-        })
-        .into(),
+        (if default { format!("{name} (default)") } else { name }).into(),
         class.provisioner.into(),
-        class
-            .reclaim_policy
-            .unwrap_or_else(|| "Delete".to_string())
-            .into(),
-        class
-            .volume_binding_mode
-            .unwrap_or_else(|| "Immediate".to_string())
-            .into(),
+        class.reclaim_policy.unwrap_or_else(|| "Delete".to_string()).into(),
+        class.volume_binding_mode.unwrap_or_else(|| "Immediate".to_string()).into(),
         class.allow_volume_expansion.unwrap_or(false).into(),
         format::age(&class.metadata, now).into(),
     ])

@@ -1,9 +1,7 @@
 //! The controllers of long-running pods: Deployments, ReplicaSets, ReplicationControllers,
 //! StatefulSets, DaemonSets, and the ControllerRevisions they keep.
 
-use api_types::k8s_openapi::api::apps::v1::{
-    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
-};
+use api_types::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use api_types::k8s_openapi::api::core::v1::ReplicationController;
 use api_types::k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
@@ -11,8 +9,7 @@ use serde_json::Value;
 use super::format::{self, NONE};
 use super::{AGE, Column, NAME, Printer, decode};
 
-const CONTAINERS: Column =
-    Column::string("Containers", "Names of the pod template's containers.").wide();
+const CONTAINERS: Column = Column::string("Containers", "Names of the pod template's containers.").wide();
 const IMAGES: Column = Column::string("Images", "Images of the pod template's containers.").wide();
 const SELECTOR: Column = Column::string("Selector", "The labels of the pods it manages.").wide();
 
@@ -62,10 +59,7 @@ const REPLICA_COLUMNS: &[Column] = &[
     SELECTOR,
 ];
 
-pub(super) static REPLICA_SET: Printer = Printer {
-    columns: REPLICA_COLUMNS,
-    cells: replica_set_cells,
-};
+pub(super) static REPLICA_SET: Printer = Printer { columns: REPLICA_COLUMNS, cells: replica_set_cells };
 
 fn replica_set_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let set: ReplicaSet = decode(object)?;
@@ -84,15 +78,10 @@ fn replica_set_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde
     ])
 }
 
-pub(super) static REPLICATION_CONTROLLER: Printer = Printer {
-    columns: REPLICA_COLUMNS,
-    cells: replication_controller_cells,
-};
+pub(super) static REPLICATION_CONTROLLER: Printer =
+    Printer { columns: REPLICA_COLUMNS, cells: replication_controller_cells };
 
-fn replication_controller_cells(
-    object: &Value,
-    now: Timestamp,
-) -> Result<Vec<Value>, serde_json::Error> {
+fn replication_controller_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let controller: ReplicationController = decode(object)?;
     let spec = controller.spec.unwrap_or_default();
     let status = controller.status.unwrap_or_default();
@@ -110,13 +99,7 @@ fn replication_controller_cells(
 }
 
 pub(super) static STATEFUL_SET: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::string("Ready", "Ready replicas out of desired replicas."),
-        AGE,
-        CONTAINERS,
-        IMAGES,
-    ],
+    columns: &[NAME, Column::string("Ready", "Ready replicas out of desired replicas."), AGE, CONTAINERS, IMAGES],
     cells: stateful_set_cells,
 };
 
@@ -127,12 +110,7 @@ fn stateful_set_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serd
     let (containers, images) = format::containers(Some(&spec.template));
     Ok(vec![
         format::name(&set.metadata).into(),
-        format!(
-            "{}/{}",
-            status.ready_replicas.unwrap_or(0),
-            spec.replicas.unwrap_or(DEFAULT_REPLICAS)
-        )
-        .into(),
+        format!("{}/{}", status.ready_replicas.unwrap_or(0), spec.replicas.unwrap_or(DEFAULT_REPLICAS)).into(),
         format::age(&set.metadata, now).into(),
         containers.into(),
         images.into(),
@@ -147,10 +125,7 @@ pub(super) static DAEMON_SET: Printer = Printer {
         Column::integer("Ready", "Nodes whose daemon pod is ready."),
         Column::integer("Up-to-date", "Nodes running the latest pod template."),
         Column::integer("Available", "Nodes whose daemon pod is available."),
-        Column::string(
-            "Node Selector",
-            "The labels a node needs to run the daemon pod.",
-        ),
+        Column::string("Node Selector", "The labels a node needs to run the daemon pod."),
         AGE,
         CONTAINERS,
         IMAGES,
@@ -164,11 +139,7 @@ fn daemon_set_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_
     let spec = set.spec.unwrap_or_default();
     let status = set.status.unwrap_or_default();
     let (containers, images) = format::containers(Some(&spec.template));
-    let node_selector = spec
-        .template
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_selector.as_ref());
+    let node_selector = spec.template.spec.as_ref().and_then(|s| s.node_selector.as_ref());
     Ok(vec![
         format::name(&set.metadata).into(),
         status.desired_number_scheduled.into(),
@@ -194,26 +165,14 @@ pub(super) static CONTROLLER_REVISION: Printer = Printer {
     cells: controller_revision_cells,
 };
 
-fn controller_revision_cells(
-    object: &Value,
-    now: Timestamp,
-) -> Result<Vec<Value>, serde_json::Error> {
+fn controller_revision_cells(object: &Value, now: Timestamp) -> Result<Vec<Value>, serde_json::Error> {
     let revision: ControllerRevision = decode(object)?;
-    let controller = revision
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map_or_else(
+    let controller =
+        revision.metadata.owner_references.iter().flatten().find(|r| r.controller == Some(true)).map_or_else(
             || NONE.to_string(),
             |r| {
                 let group = r.api_version.split_once('/').map_or("", |(group, _)| group);
-                let kind = if group.is_empty() {
-                    r.kind.clone()
-                } else {
-                    format!("{}.{group}", r.kind)
-                };
+                let kind = if group.is_empty() { r.kind.clone() } else { format!("{}.{group}", r.kind) };
                 format!("{}/{}", kind.to_lowercase(), r.name)
             },
         );
@@ -240,16 +199,7 @@ mod tests {
     fn prints_a_deployment() {
         assert_eq!(
             headers(&DEPLOYMENT),
-            [
-                "Name",
-                "Ready",
-                "Up-to-date",
-                "Available",
-                "Age",
-                "+Containers",
-                "+Images",
-                "+Selector"
-            ]
+            ["Name", "Ready", "Up-to-date", "Available", "Age", "+Containers", "+Images", "+Selector"]
         );
         let object = json!({
             "apiVersion": "apps/v1",
@@ -275,28 +225,15 @@ mod tests {
 
     #[test]
     fn a_new_deployment_without_status_has_nothing_ready() {
-        let object =
-            json!({"metadata": {"name": "new"}, "spec": {"replicas": 0, "template": template()}});
-        assert_eq!(
-            cells(&DEPLOYMENT, &object)[1..4],
-            [json!("0/0"), json!(0), json!(0)]
-        );
+        let object = json!({"metadata": {"name": "new"}, "spec": {"replicas": 0, "template": template()}});
+        assert_eq!(cells(&DEPLOYMENT, &object)[1..4], [json!("0/0"), json!(0), json!(0)]);
     }
 
     #[test]
     fn prints_replica_sets_and_replication_controllers_alike() {
         assert_eq!(
             headers(&REPLICA_SET),
-            [
-                "Name",
-                "Desired",
-                "Current",
-                "Ready",
-                "Age",
-                "+Containers",
-                "+Images",
-                "+Selector"
-            ]
+            ["Name", "Desired", "Current", "Ready", "Age", "+Containers", "+Images", "+Selector"]
         );
         let set = json!({
             "metadata": {"name": "web-5d9c7b", "creationTimestamp": ago(90)},
@@ -339,10 +276,7 @@ mod tests {
 
     #[test]
     fn prints_a_stateful_set() {
-        assert_eq!(
-            headers(&STATEFUL_SET),
-            ["Name", "Ready", "Age", "+Containers", "+Images"]
-        );
+        assert_eq!(headers(&STATEFUL_SET), ["Name", "Ready", "Age", "+Containers", "+Images"]);
         let object = json!({
             "metadata": {"name": "db", "creationTimestamp": ago(600)},
             "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
@@ -351,13 +285,7 @@ mod tests {
         });
         assert_eq!(
             cells(&STATEFUL_SET, &object),
-            [
-                json!("db"),
-                json!("2/3"),
-                json!("10m"),
-                json!("pg"),
-                json!("postgres:16")
-            ]
+            [json!("db"), json!("2/3"), json!("10m"), json!("pg"), json!("postgres:16")]
         );
     }
 
@@ -415,12 +343,7 @@ mod tests {
         });
         assert_eq!(
             cells(&CONTROLLER_REVISION, &object),
-            [
-                json!("ds-7f8"),
-                json!("daemonset.apps/kube-proxy"),
-                json!(4),
-                json!("60s")
-            ]
+            [json!("ds-7f8"), json!("daemonset.apps/kube-proxy"), json!(4), json!("60s")]
         );
         let orphan = json!({"metadata": {"name": "r"}, "revision": 1});
         assert_eq!(cells(&CONTROLLER_REVISION, &orphan)[1], "<none>");

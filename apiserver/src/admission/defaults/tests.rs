@@ -56,14 +56,8 @@ fn image_pull_policy_follows_the_tag() {
         ("nginx:1.25", "IfNotPresent"),
         ("registry.local:5000/team/nginx", "Always"),
         ("registry.local:5000/team/nginx:1.25", "IfNotPresent"),
-        (
-            "nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "IfNotPresent",
-        ),
-        (
-            "nginx:latest@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-            "Always",
-        ),
+        ("nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "IfNotPresent"),
+        ("nginx:latest@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "Always"),
         ("", "IfNotPresent"),
     ];
     for (image, want) in cases {
@@ -197,8 +191,7 @@ fn pod_defaults_fill_only_what_is_missing() {
         ),
     ];
     for (what, spec, pointer, want) in cases {
-        let pod =
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec});
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec});
         let got = defaulted("", "Pod", pod);
         assert_eq!(got.pointer(pointer), Some(&want), "{what}: {got:#}");
     }
@@ -229,40 +222,17 @@ fn templates_get_pod_spec_defaults_but_not_pod_only_ones() {
     assert_eq!(spec["dnsPolicy"], "ClusterFirst");
     assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
     assert_eq!(spec.get("enableServiceLinks"), None);
-    assert_eq!(
-        spec["containers"][0]["resources"],
-        json!({"limits": {"cpu": "1"}})
-    );
+    assert_eq!(spec["containers"][0]["resources"], json!({"limits": {"cpu": "1"}}));
 }
 
 #[test]
 fn service_defaults() {
     // (what, service spec, JSON pointer into the spec, expected value)
     let cases = [
-        (
-            "type",
-            json!({"ports": [{"port": 80}]}),
-            "/type",
-            json!("ClusterIP"),
-        ),
-        (
-            "session affinity",
-            json!({"ports": [{"port": 80}]}),
-            "/sessionAffinity",
-            json!("None"),
-        ),
-        (
-            "port protocol",
-            json!({"ports": [{"port": 80}]}),
-            "/ports/0/protocol",
-            json!("TCP"),
-        ),
-        (
-            "target port from port",
-            json!({"ports": [{"port": 80}]}),
-            "/ports/0/targetPort",
-            json!(80),
-        ),
+        ("type", json!({"ports": [{"port": 80}]}), "/type", json!("ClusterIP")),
+        ("session affinity", json!({"ports": [{"port": 80}]}), "/sessionAffinity", json!("None")),
+        ("port protocol", json!({"ports": [{"port": 80}]}), "/ports/0/protocol", json!("TCP")),
+        ("target port from port", json!({"ports": [{"port": 80}]}), "/ports/0/targetPort", json!(80)),
         (
             "zero target port from port",
             json!({"ports": [{"port": 81, "targetPort": 0}]}),
@@ -275,30 +245,10 @@ fn service_defaults() {
             "/ports/0/targetPort",
             json!("http"),
         ),
-        (
-            "internal traffic policy",
-            json!({"ports": [{"port": 80}]}),
-            "/internalTrafficPolicy",
-            json!("Cluster"),
-        ),
-        (
-            "ip family policy",
-            json!({"ports": [{"port": 80}]}),
-            "/ipFamilyPolicy",
-            json!("SingleStack"),
-        ),
-        (
-            "ip families",
-            json!({"ports": [{"port": 80}]}),
-            "/ipFamilies",
-            json!(["IPv4"]),
-        ),
-        (
-            "no external policy for ClusterIP",
-            json!({"ports": [{"port": 80}]}),
-            "/externalTrafficPolicy",
-            Value::Null,
-        ),
+        ("internal traffic policy", json!({"ports": [{"port": 80}]}), "/internalTrafficPolicy", json!("Cluster")),
+        ("ip family policy", json!({"ports": [{"port": 80}]}), "/ipFamilyPolicy", json!("SingleStack")),
+        ("ip families", json!({"ports": [{"port": 80}]}), "/ipFamilies", json!(["IPv4"])),
+        ("no external policy for ClusterIP", json!({"ports": [{"port": 80}]}), "/externalTrafficPolicy", Value::Null),
         (
             "external policy for NodePort",
             json!({"type": "NodePort", "ports": [{"port": 80}]}),
@@ -337,8 +287,7 @@ fn service_defaults() {
         ),
     ];
     for (what, spec, pointer, want) in cases {
-        let svc =
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": spec});
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": spec});
         let got = defaulted("", "Service", svc);
         let value = got["spec"].pointer(pointer).cloned().unwrap_or(Value::Null);
         assert_eq!(value, want, "{what}: {got:#}");
@@ -367,14 +316,8 @@ fn deployment_gets_strategy_and_template_defaults() {
     assert_eq!(spec["revisionHistoryLimit"], 10);
     assert_eq!(spec["progressDeadlineSeconds"], 600);
     assert_eq!(spec["selector"], json!({"matchLabels": {"app": "x"}}));
-    assert_eq!(
-        spec["template"]["spec"]["schedulerName"],
-        "default-scheduler"
-    );
-    assert_eq!(
-        spec["template"]["spec"]["terminationGracePeriodSeconds"],
-        30
-    );
+    assert_eq!(spec["template"]["spec"]["schedulerName"], "default-scheduler");
+    assert_eq!(spec["template"]["spec"]["terminationGracePeriodSeconds"], 30);
 }
 
 #[test]
@@ -556,8 +499,7 @@ fn workload_defaults() {
 
 #[test]
 fn batch_defaults() {
-    let template =
-        json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}]}});
+    let template = json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "i"}]}});
     let job = |extra: Value| {
         let mut spec = json!({"template": template});
         for (k, v) in extra.as_object().into_iter().flatten() {
@@ -569,20 +511,8 @@ fn batch_defaults() {
         "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}});
     // (what, kind, object, JSON pointer, expected value)
     let cases = [
-        (
-            "completions",
-            "Job",
-            job(json!({})),
-            "/spec/completions",
-            json!(1),
-        ),
-        (
-            "parallelism",
-            "Job",
-            job(json!({})),
-            "/spec/parallelism",
-            json!(1),
-        ),
+        ("completions", "Job", job(json!({})), "/spec/completions", json!(1)),
+        ("parallelism", "Job", job(json!({})), "/spec/parallelism", json!(1)),
         (
             "completions stay unset with parallelism",
             "Job",
@@ -590,90 +520,18 @@ fn batch_defaults() {
             "/spec/completions",
             Value::Null,
         ),
-        (
-            "parallelism with completions",
-            "Job",
-            job(json!({"completions": 5})),
-            "/spec/parallelism",
-            json!(1),
-        ),
-        (
-            "backoff limit",
-            "Job",
-            job(json!({})),
-            "/spec/backoffLimit",
-            json!(6),
-        ),
-        (
-            "completion mode",
-            "Job",
-            job(json!({})),
-            "/spec/completionMode",
-            json!("NonIndexed"),
-        ),
-        (
-            "suspend",
-            "Job",
-            job(json!({})),
-            "/spec/suspend",
-            json!(false),
-        ),
-        (
-            "replacement policy",
-            "Job",
-            job(json!({})),
-            "/spec/podReplacementPolicy",
-            json!("TerminatingOrFailed"),
-        ),
-        (
-            "manual selector stays unset",
-            "Job",
-            job(json!({})),
-            "/spec/manualSelector",
-            Value::Null,
-        ),
-        (
-            "restart policy as given",
-            "Job",
-            job(json!({})),
-            "/spec/template/spec/restartPolicy",
-            json!("Never"),
-        ),
-        (
-            "template defaults",
-            "Job",
-            job(json!({})),
-            "/spec/template/spec/dnsPolicy",
-            json!("ClusterFirst"),
-        ),
-        (
-            "concurrency",
-            "CronJob",
-            cron.clone(),
-            "/spec/concurrencyPolicy",
-            json!("Allow"),
-        ),
-        (
-            "cron suspend",
-            "CronJob",
-            cron.clone(),
-            "/spec/suspend",
-            json!(false),
-        ),
-        (
-            "successful history",
-            "CronJob",
-            cron.clone(),
-            "/spec/successfulJobsHistoryLimit",
-            json!(3),
-        ),
-        (
-            "failed history",
-            "CronJob",
-            cron.clone(),
-            "/spec/failedJobsHistoryLimit",
-            json!(1),
-        ),
+        ("parallelism with completions", "Job", job(json!({"completions": 5})), "/spec/parallelism", json!(1)),
+        ("backoff limit", "Job", job(json!({})), "/spec/backoffLimit", json!(6)),
+        ("completion mode", "Job", job(json!({})), "/spec/completionMode", json!("NonIndexed")),
+        ("suspend", "Job", job(json!({})), "/spec/suspend", json!(false)),
+        ("replacement policy", "Job", job(json!({})), "/spec/podReplacementPolicy", json!("TerminatingOrFailed")),
+        ("manual selector stays unset", "Job", job(json!({})), "/spec/manualSelector", Value::Null),
+        ("restart policy as given", "Job", job(json!({})), "/spec/template/spec/restartPolicy", json!("Never")),
+        ("template defaults", "Job", job(json!({})), "/spec/template/spec/dnsPolicy", json!("ClusterFirst")),
+        ("concurrency", "CronJob", cron.clone(), "/spec/concurrencyPolicy", json!("Allow")),
+        ("cron suspend", "CronJob", cron.clone(), "/spec/suspend", json!(false)),
+        ("successful history", "CronJob", cron.clone(), "/spec/successfulJobsHistoryLimit", json!(3)),
+        ("failed history", "CronJob", cron.clone(), "/spec/failedJobsHistoryLimit", json!(1)),
         (
             "job template pod defaults",
             "CronJob",
@@ -681,13 +539,7 @@ fn batch_defaults() {
             "/spec/jobTemplate/spec/template/spec/schedulerName",
             json!("default-scheduler"),
         ),
-        (
-            "job template is not a job",
-            "CronJob",
-            cron.clone(),
-            "/spec/jobTemplate/spec/backoffLimit",
-            Value::Null,
-        ),
+        ("job template is not a job", "CronJob", cron.clone(), "/spec/jobTemplate/spec/backoffLimit", Value::Null),
     ];
     for (what, kind, obj, pointer, want) in cases {
         let got = defaulted("batch", kind, obj);
@@ -716,14 +568,7 @@ fn other_kind_defaults() {
             "/metadata/labels",
             json!({"kubernetes.io/metadata.name": "team"}),
         ),
-        (
-            "namespace phase",
-            "",
-            "Namespace",
-            json!({"metadata": {"name": "team"}}),
-            "/status/phase",
-            json!("Active"),
-        ),
+        ("namespace phase", "", "Namespace", json!({"metadata": {"name": "team"}}), "/status/phase", json!("Active")),
         (
             "finalized namespace stays finalized",
             "",
@@ -740,14 +585,7 @@ fn other_kind_defaults() {
             "/spec/finalizers",
             Value::Null,
         ),
-        (
-            "secret type",
-            "",
-            "Secret",
-            json!({"metadata": {"name": "s"}}),
-            "/type",
-            json!("Opaque"),
-        ),
+        ("secret type", "", "Secret", json!({"metadata": {"name": "s"}}), "/type", json!("Opaque")),
         (
             "secret type kept",
             "",
@@ -764,22 +602,8 @@ fn other_kind_defaults() {
             "/spec/persistentVolumeReclaimPolicy",
             json!("Retain"),
         ),
-        (
-            "pv mode",
-            "",
-            "PersistentVolume",
-            json!({"spec": {}}),
-            "/spec/volumeMode",
-            json!("Filesystem"),
-        ),
-        (
-            "pv phase",
-            "",
-            "PersistentVolume",
-            json!({"spec": {}}),
-            "/status/phase",
-            json!("Pending"),
-        ),
+        ("pv mode", "", "PersistentVolume", json!({"spec": {}}), "/spec/volumeMode", json!("Filesystem")),
+        ("pv phase", "", "PersistentVolume", json!({"spec": {}}), "/status/phase", json!("Pending")),
         (
             "pvc mode",
             "",
@@ -900,26 +724,10 @@ fn kinds_without_defaults_are_untouched() {
             "ConfigMap",
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}, "extra": 1}),
         ),
-        (
-            "",
-            "Node",
-            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}}),
-        ),
-        (
-            "networking.k8s.io",
-            "Ingress",
-            json!({"spec": {"rules": [{"host": "a"}]}}),
-        ),
-        (
-            "coordination.k8s.io",
-            "Lease",
-            json!({"spec": {"renewTime": "2024-01-01T00:00:00.123456Z"}}),
-        ),
-        (
-            "policy",
-            "PodDisruptionBudget",
-            json!({"spec": {"minAvailable": 1}}),
-        ),
+        ("", "Node", json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}})),
+        ("networking.k8s.io", "Ingress", json!({"spec": {"rules": [{"host": "a"}]}})),
+        ("coordination.k8s.io", "Lease", json!({"spec": {"renewTime": "2024-01-01T00:00:00.123456Z"}})),
+        ("policy", "PodDisruptionBudget", json!({"spec": {"minAvailable": 1}})),
         ("example.com", "Widget", json!({"spec": {"anything": true}})),
     ];
     for (group, kind, obj) in cases {
@@ -931,8 +739,7 @@ fn kinds_without_defaults_are_untouched() {
 fn metadata_and_status_are_not_reencoded() {
     let mut pod = bare_pod();
     pod["metadata"]["creationTimestamp"] = json!("2024-01-01T00:00:00.5Z");
-    pod["status"] =
-        json!({"conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null}]});
+    pod["status"] = json!({"conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null}]});
     let got = defaulted("", "Pod", pod.clone());
     assert_eq!(got["metadata"], pod["metadata"]);
     assert_eq!(got["status"], pod["status"]);
@@ -948,10 +755,8 @@ fn undecodable_specs_are_errors() {
 
 #[test]
 fn defaulting_twice_is_defaulting_once() {
-    let template = pod_template(
-        json!([{"name": "a", "image": "i", "ports": [{"containerPort": 80}],
-        "livenessProbe": {"httpGet": {"port": 80}}, "resources": {"limits": {"cpu": "1"}}}]),
-    );
+    let template = pod_template(json!([{"name": "a", "image": "i", "ports": [{"containerPort": 80}],
+        "livenessProbe": {"httpGet": {"port": 80}}, "resources": {"limits": {"cpu": "1"}}}]));
     let cases = [
         ("", "Pod", bare_pod()),
         (
@@ -966,44 +771,17 @@ fn defaulting_twice_is_defaulting_once() {
         ),
         ("", "Namespace", json!({"metadata": {"name": "n"}})),
         ("", "Secret", json!({"metadata": {"name": "s"}})),
-        (
-            "",
-            "ReplicationController",
-            json!({"metadata": {"name": "r"}, "spec": {"template": template}}),
-        ),
+        ("", "ReplicationController", json!({"metadata": {"name": "r"}, "spec": {"template": template}})),
         (
             "apps",
             "Deployment",
-            workload(
-                "Deployment",
-                json!({"selector": {"matchLabels": {"app": "x"}}, "template": template}),
-            ),
+            workload("Deployment", json!({"selector": {"matchLabels": {"app": "x"}}, "template": template})),
         ),
-        (
-            "apps",
-            "StatefulSet",
-            workload("StatefulSet", json!({"template": template})),
-        ),
-        (
-            "apps",
-            "DaemonSet",
-            workload("DaemonSet", json!({"template": template})),
-        ),
-        (
-            "batch",
-            "Job",
-            json!({"metadata": {"name": "j"}, "spec": {"template": template}}),
-        ),
-        (
-            "batch",
-            "CronJob",
-            json!({"spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}}),
-        ),
-        (
-            "networking.k8s.io",
-            "NetworkPolicy",
-            json!({"spec": {"egress": [{"ports": [{"port": 53}]}]}}),
-        ),
+        ("apps", "StatefulSet", workload("StatefulSet", json!({"template": template}))),
+        ("apps", "DaemonSet", workload("DaemonSet", json!({"template": template}))),
+        ("batch", "Job", json!({"metadata": {"name": "j"}, "spec": {"template": template}})),
+        ("batch", "CronJob", json!({"spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}})),
+        ("networking.k8s.io", "NetworkPolicy", json!({"spec": {"egress": [{"ports": [{"port": 53}]}]}})),
     ];
     for (group, kind, obj) in cases {
         let once = defaulted(group, kind, obj);

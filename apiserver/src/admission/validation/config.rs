@@ -24,25 +24,16 @@ pub(super) fn validate_config_map(obj: &Value, old: Option<&Value>) -> Vec<Field
     for key in text.keys() {
         errs.extend(config_key(&Path::new("data").key(key), key));
         if binary.contains_key(key) {
-            errs.push(FieldError::invalid(
-                Path::new("data").key(key),
-                key,
-                "duplicate of key present in binaryData",
-            ));
+            errs.push(FieldError::invalid(Path::new("data").key(key), key, "duplicate of key present in binaryData"));
         }
     }
     for key in binary.keys() {
         errs.extend(config_key(&Path::new("binaryData").key(key), key));
         if text.contains_key(key) {
-            errs.push(FieldError::invalid(
-                Path::new("binaryData").key(key),
-                key,
-                "duplicate of key present in data",
-            ));
+            errs.push(FieldError::invalid(Path::new("binaryData").key(key), key, "duplicate of key present in data"));
         }
     }
-    let size: usize = text.values().map(String::len).sum::<usize>()
-        + binary.values().map(Vec::len).sum::<usize>();
+    let size: usize = text.values().map(String::len).sum::<usize>() + binary.values().map(Vec::len).sum::<usize>();
     if size > MAX_SIZE {
         errs.push(too_long(&Path::new(""), MAX_SIZE));
     }
@@ -74,8 +65,7 @@ pub(super) fn validate_secret(obj: &Value, old: Option<&Value>) -> Vec<FieldErro
     for key in string_data.keys() {
         errs.extend(config_key(&Path::new("stringData").key(key), key));
     }
-    let size: usize = data.values().map(Vec::len).sum::<usize>()
-        + string_data.values().map(String::len).sum::<usize>();
+    let size: usize = data.values().map(Vec::len).sum::<usize>() + string_data.values().map(String::len).sum::<usize>();
     if size > MAX_SIZE {
         errs.push(too_long(&data_path, MAX_SIZE));
     }
@@ -83,36 +73,20 @@ pub(super) fn validate_secret(obj: &Value, old: Option<&Value>) -> Vec<FieldErro
     // stringData is merged into data before upstream validates, so both count as present.
     let has = |key: &str| data.contains_key(key) || string_data.contains_key(key);
     let value = |key: &str| -> Option<Vec<u8>> {
-        string_data
-            .get(key)
-            .map(|s| s.clone().into_bytes())
-            .or_else(|| data.get(key).cloned())
+        string_data.get(key).map(|s| s.clone().into_bytes()).or_else(|| data.get(key).cloned())
     };
     match secret_type(obj).as_str() {
         "kubernetes.io/service-account-token" => {
             let meta: ObjectMeta = decode(obj, "metadata").unwrap_or_default();
             let name_key = "kubernetes.io/service-account.name";
-            let named = meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(name_key))
-                .is_some_and(|n| !n.is_empty());
+            let named = meta.annotations.as_ref().and_then(|a| a.get(name_key)).is_some_and(|n| !n.is_empty());
             if !named {
-                errs.push(FieldError::required(
-                    Path::new("metadata").child("annotations").key(name_key),
-                    "",
-                ));
+                errs.push(FieldError::required(Path::new("metadata").child("annotations").key(name_key), ""));
             }
         }
-        "kubernetes.io/dockercfg" => {
-            errs.extend(json_key(".dockercfg", value(".dockercfg"), &data_path))
-        }
+        "kubernetes.io/dockercfg" => errs.extend(json_key(".dockercfg", value(".dockercfg"), &data_path)),
         "kubernetes.io/dockerconfigjson" => {
-            errs.extend(json_key(
-                ".dockerconfigjson",
-                value(".dockerconfigjson"),
-                &data_path,
-            ));
+            errs.extend(json_key(".dockerconfigjson", value(".dockerconfigjson"), &data_path));
         }
         "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
             errs.push(FieldError::required(data_path.key("username"), ""));
@@ -165,9 +139,7 @@ fn config_key(path: &Path, key: &str) -> Vec<FieldError> {
         k if k.starts_with("..") => msgs.push("must not start with '..'".to_string()),
         _ => {}
     }
-    msgs.into_iter()
-        .map(|msg| FieldError::invalid(path, key, msg))
-        .collect()
+    msgs.into_iter().map(|msg| FieldError::invalid(path, key, msg)).collect()
 }
 
 /// A key that must hold JSON.
@@ -175,43 +147,29 @@ fn json_key(key: &str, value: Option<Vec<u8>>, data_path: &Path) -> Option<Field
     let path = data_path.key(key);
     match value {
         None => Some(FieldError::required(path, "")),
-        Some(bytes) => serde_json::from_slice::<Value>(&bytes)
-            .err()
-            .map(|e| FieldError::invalid(path, REDACTED, e.to_string())),
+        Some(bytes) => {
+            serde_json::from_slice::<Value>(&bytes).err().map(|e| FieldError::invalid(path, REDACTED, e.to_string()))
+        }
     }
 }
 
 fn secret_type(obj: &Value) -> String {
-    obj.get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string()
+    obj.get("type").and_then(Value::as_str).unwrap_or("").to_string()
 }
 
 fn is_immutable(obj: &Value) -> bool {
-    obj.get("immutable")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+    obj.get("immutable").and_then(Value::as_bool).unwrap_or(false)
 }
 
 /// `obj[key]` as a map of strings; values of another type are reported.
 fn string_map(obj: &Value, key: &str, errs: &mut Vec<FieldError>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for (k, v) in obj
-        .get(key)
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
+    for (k, v) in obj.get(key).and_then(Value::as_object).into_iter().flatten() {
         match v.as_str() {
             Some(s) => {
                 out.insert(k.clone(), s.to_string());
             }
-            None => errs.push(FieldError::invalid_raw(
-                Path::new(key).key(k),
-                v.to_string(),
-                "must be a string",
-            )),
+            None => errs.push(FieldError::invalid_raw(Path::new(key).key(k), v.to_string(), "must be a string")),
         }
     }
     out
@@ -220,21 +178,12 @@ fn string_map(obj: &Value, key: &str, errs: &mut Vec<FieldError>) -> BTreeMap<St
 /// `obj[key]` as a map of base64-decoded bytes; values that do not decode are reported.
 fn binary_map(obj: &Value, key: &str, errs: &mut Vec<FieldError>) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    for (k, v) in obj
-        .get(key)
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
+    for (k, v) in obj.get(key).and_then(Value::as_object).into_iter().flatten() {
         match ByteString::deserialize(v) {
             Ok(bytes) => {
                 out.insert(k.clone(), bytes.0);
             }
-            Err(e) => errs.push(FieldError::invalid(
-                Path::new(key).key(k),
-                REDACTED,
-                e.to_string(),
-            )),
+            Err(e) => errs.push(FieldError::invalid(Path::new(key).key(k), REDACTED, e.to_string())),
         }
     }
     out

@@ -7,24 +7,10 @@ const FIELDS: [(u32, u32, &[&str]); 5] = [
     (0, 59, &[]),
     (0, 23, &[]),
     (1, 31, &[]),
-    (
-        1,
-        12,
-        &[
-            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-        ],
-    ),
+    (1, 12, &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]),
     (0, 6, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
 ];
-const DESCRIPTORS: &[&str] = &[
-    "@yearly",
-    "@annually",
-    "@monthly",
-    "@weekly",
-    "@daily",
-    "@midnight",
-    "@hourly",
-];
+const DESCRIPTORS: &[&str] = &["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
 
 /// Why `schedule` is not a valid cron schedule, or `None` when it is. A leading `TZ=` or
 /// `CRON_TZ=` zone is accepted here; the caller decides whether it is allowed.
@@ -38,20 +24,12 @@ pub(super) fn schedule_error(schedule: &str) -> Option<String> {
     }
     let fields: Vec<&str> = spec.split_whitespace().collect();
     if fields.len() != FIELDS.len() {
-        return Some(format!(
-            "expected exactly 5 fields, found {}: [{}]",
-            fields.len(),
-            fields.join(" ")
-        ));
+        return Some(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
     }
     fields
         .iter()
         .zip(FIELDS)
-        .find_map(|(field, (min, max, names))| {
-            field
-                .split(',')
-                .find_map(|expr| range_error(expr, min, max, names))
-        })
+        .find_map(|(field, (min, max, names))| field.split(',').find_map(|expr| range_error(expr, min, max, names)))
 }
 
 fn descriptor_error(spec: &str) -> Option<String> {
@@ -60,10 +38,9 @@ fn descriptor_error(spec: &str) -> Option<String> {
     }
     match spec.strip_prefix("@every ") {
         Some(duration) if is_go_duration(duration.trim()) => None,
-        Some(duration) => Some(format!(
-            "failed to parse duration {spec}: time: invalid duration {:?}",
-            duration.trim()
-        )),
+        Some(duration) => {
+            Some(format!("failed to parse duration {spec}: time: invalid duration {:?}", duration.trim()))
+        }
         None => Some(format!("unrecognized descriptor: {spec}")),
     }
 }
@@ -75,18 +52,12 @@ fn is_go_duration(s: &str) -> bool {
         return false;
     }
     while !rest.is_empty() {
-        let number_len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
+        let number_len = rest.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
         if number_len == 0 {
             return false;
         }
         rest = &rest[number_len..];
-        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .iter()
-            .find(|u| rest.starts_with(*u))
-        else {
+        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"].iter().find(|u| rest.starts_with(*u)) else {
             return false;
         };
         rest = &rest[unit.len()..];
@@ -134,19 +105,13 @@ fn range_error(expr: &str, min: u32, max: u32, names: &[&str]) -> Option<String>
         }
     }
     if start < min {
-        return Some(format!(
-            "beginning of range ({start}) below minimum ({min}): {expr}"
-        ));
+        return Some(format!("beginning of range ({start}) below minimum ({min}): {expr}"));
     }
     if end > max {
-        return Some(format!(
-            "end of range ({end}) above maximum ({max}): {expr}"
-        ));
+        return Some(format!("end of range ({end}) above maximum ({max}): {expr}"));
     }
     if start > end {
-        return Some(format!(
-            "beginning of range ({start}) beyond end of range ({end}): {expr}"
-        ));
+        return Some(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
     }
     None
 }
@@ -158,9 +123,7 @@ fn value(s: &str, names: &[&str]) -> Result<u32, String> {
         let first = if names.len() == 12 { 1 } else { 0 };
         return Ok(u32::try_from(i).unwrap_or(0) + first);
     }
-    s.parse::<u32>().map_err(|_| {
-        format!("failed to parse int from {s}: strconv.Atoi: parsing {s:?}: invalid syntax")
-    })
+    s.parse::<u32>().map_err(|_| format!("failed to parse int from {s}: strconv.Atoi: parsing {s:?}: invalid syntax"))
 }
 
 #[cfg(test)]
@@ -176,34 +139,13 @@ mod tests {
             ("@daily", None),
             ("@every 1h30m", None),
             ("CRON_TZ=UTC 0 0 * * *", None),
-            (
-                "* * * *",
-                Some("expected exactly 5 fields, found 4: [* * * *]"),
-            ),
-            (
-                "60 * * * *",
-                Some("end of range (60) above maximum (59): 60"),
-            ),
-            (
-                "* * 0 * *",
-                Some("beginning of range (0) below minimum (1): 0"),
-            ),
-            (
-                "5-1 * * * *",
-                Some("beginning of range (5) beyond end of range (1): 5-1"),
-            ),
-            (
-                "x * * * *",
-                Some("failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax"),
-            ),
-            (
-                "*/0 * * * *",
-                Some("step of range should be a positive number: */0"),
-            ),
-            (
-                "@fortnightly",
-                Some("unrecognized descriptor: @fortnightly"),
-            ),
+            ("* * * *", Some("expected exactly 5 fields, found 4: [* * * *]")),
+            ("60 * * * *", Some("end of range (60) above maximum (59): 60")),
+            ("* * 0 * *", Some("beginning of range (0) below minimum (1): 0")),
+            ("5-1 * * * *", Some("beginning of range (5) beyond end of range (1): 5-1")),
+            ("x * * * *", Some("failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax")),
+            ("*/0 * * * *", Some("step of range should be a positive number: */0")),
+            ("@fortnightly", Some("unrecognized descriptor: @fortnightly")),
         ];
         for (schedule, want) in cases {
             assert_eq!(schedule_error(schedule).as_deref(), want, "{schedule}");

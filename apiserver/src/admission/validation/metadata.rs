@@ -21,12 +21,7 @@ pub(super) fn name_rule(group: &str, kind: &str) -> NameRule {
     }
 }
 
-pub(super) fn validate_metadata(
-    group: &str,
-    kind: &str,
-    obj: &Value,
-    old: Option<&Value>,
-) -> Vec<FieldError> {
+pub(super) fn validate_metadata(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let meta: ObjectMeta = match decode(obj, "metadata") {
         Ok(meta) => meta,
         Err(e) => return vec![e],
@@ -39,31 +34,17 @@ pub(super) fn validate_metadata(
     let generate_name = meta.generate_name.as_deref().unwrap_or("");
     if !generate_name.is_empty() {
         let msgs = names::validate_generate_name(rule, generate_name);
-        errs.extend(name_errors(
-            &path.child("generateName"),
-            generate_name,
-            msgs,
-        ));
+        errs.extend(name_errors(&path.child("generateName"), generate_name, msgs));
     }
     if !name.is_empty() {
-        errs.extend(name_errors(
-            &path.child("name"),
-            name,
-            names::validate_object_name(rule, name),
-        ));
+        errs.extend(name_errors(&path.child("name"), name, names::validate_object_name(rule, name)));
     } else if generate_name.is_empty() {
-        errs.push(FieldError::required(
-            path.child("name"),
-            "name or generateName is required",
-        ));
+        errs.push(FieldError::required(path.child("name"), "name or generateName is required"));
     }
 
     errs.extend(validate_labels(&path.child("labels"), meta.labels.as_ref()));
     errs.extend(annotations(&path.child("annotations"), &meta));
-    errs.extend(finalizers(
-        &path.child("finalizers"),
-        meta.finalizers.as_deref().unwrap_or_default(),
-    ));
+    errs.extend(finalizers(&path.child("finalizers"), meta.finalizers.as_deref().unwrap_or_default()));
     errs.extend(owner_references(&path.child("ownerReferences"), &meta));
 
     if let Some(old) = old {
@@ -81,11 +62,7 @@ fn annotations(path: &Path, meta: &ObjectMeta) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut total = 0;
     for (key, value) in meta.annotations.iter().flatten() {
-        errs.extend(name_errors(
-            path,
-            key,
-            names::is_qualified_name(&key.to_lowercase()),
-        ));
+        errs.extend(name_errors(path, key, names::is_qualified_name(&key.to_lowercase())));
         total += key.len() + value.len();
     }
     if total > TOTAL_ANNOTATION_SIZE_LIMIT {
@@ -100,10 +77,7 @@ pub(super) fn finalizer_name(path: &Path, finalizer: &str) -> Vec<FieldError> {
 }
 
 fn finalizers(path: &Path, finalizers: &[String]) -> Vec<FieldError> {
-    let mut errs: Vec<FieldError> = finalizers
-        .iter()
-        .flat_map(|f| finalizer_name(path, f))
-        .collect();
+    let mut errs: Vec<FieldError> = finalizers.iter().flat_map(|f| finalizer_name(path, f)).collect();
     let has = |name: &str| finalizers.iter().any(|f| f == name);
     if has("orphan") && has("foregroundDeletion") {
         errs.push(FieldError::invalid_raw(
@@ -122,32 +96,16 @@ fn owner_references(path: &Path, meta: &ObjectMeta) -> Vec<FieldError> {
     for r in refs {
         let version = r.api_version.rsplit('/').next().unwrap_or("");
         if version.is_empty() {
-            errs.push(FieldError::invalid(
-                path.child("apiVersion"),
-                &r.api_version,
-                "version must not be empty",
-            ));
+            errs.push(FieldError::invalid(path.child("apiVersion"), &r.api_version, "version must not be empty"));
         }
         if r.kind.is_empty() {
-            errs.push(FieldError::invalid(
-                path.child("kind"),
-                &r.kind,
-                "kind must not be empty",
-            ));
+            errs.push(FieldError::invalid(path.child("kind"), &r.kind, "kind must not be empty"));
         }
         if r.name.is_empty() {
-            errs.push(FieldError::invalid(
-                path.child("name"),
-                &r.name,
-                "name must not be empty",
-            ));
+            errs.push(FieldError::invalid(path.child("name"), &r.name, "name must not be empty"));
         }
         if r.uid.is_empty() {
-            errs.push(FieldError::invalid(
-                path.child("uid"),
-                &r.uid,
-                "uid must not be empty",
-            ));
+            errs.push(FieldError::invalid(path.child("uid"), &r.uid, "uid must not be empty"));
         }
         if r.controller == Some(true) {
             let this = format!("{}/{}", r.kind, r.name);
@@ -155,9 +113,7 @@ fn owner_references(path: &Path, meta: &ObjectMeta) -> Vec<FieldError> {
                 Some(first) => errs.push(FieldError::invalid_raw(
                     path,
                     serde_json::to_string(refs).unwrap_or_default(),
-                    format!(
-                        "Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"
-                    ),
+                    format!("Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"),
                 )),
                 None => first_controller = Some(this),
             }
@@ -169,37 +125,19 @@ fn owner_references(path: &Path, meta: &ObjectMeta) -> Vec<FieldError> {
 /// Name, namespace and uid never change; an object being deleted gains no finalizers.
 fn update(path: &Path, meta: &ObjectMeta, old: &ObjectMeta) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let field =
-        |m: &ObjectMeta, f: fn(&ObjectMeta) -> &Option<String>| f(m).clone().unwrap_or_default();
+    let field = |m: &ObjectMeta, f: fn(&ObjectMeta) -> &Option<String>| f(m).clone().unwrap_or_default();
     let name = field(meta, |m| &m.name);
-    errs.extend(immutable_str(
-        &path.child("name"),
-        &name,
-        &field(old, |m| &m.name),
-    ));
+    errs.extend(immutable_str(&path.child("name"), &name, &field(old, |m| &m.name)));
     let namespace = field(meta, |m| &m.namespace);
-    errs.extend(immutable_str(
-        &path.child("namespace"),
-        &namespace,
-        &field(old, |m| &m.namespace),
-    ));
+    errs.extend(immutable_str(&path.child("namespace"), &namespace, &field(old, |m| &m.namespace)));
     let uid = field(meta, |m| &m.uid);
     if !uid.is_empty() {
-        errs.extend(immutable_str(
-            &path.child("uid"),
-            &uid,
-            &field(old, |m| &m.uid),
-        ));
+        errs.extend(immutable_str(&path.child("uid"), &uid, &field(old, |m| &m.uid)));
     }
     if old.deletion_timestamp.is_some() {
         let old_finalizers = old.finalizers.as_deref().unwrap_or_default();
-        let mut added: Vec<String> = meta
-            .finalizers
-            .iter()
-            .flatten()
-            .filter(|f| !old_finalizers.contains(f))
-            .cloned()
-            .collect();
+        let mut added: Vec<String> =
+            meta.finalizers.iter().flatten().filter(|f| !old_finalizers.contains(f)).cloned().collect();
         added.sort();
         added.dedup();
         if !added.is_empty() {
@@ -224,10 +162,7 @@ mod tests {
     /// The metadata errors only; the kinds' own rules are tested elsewhere.
     fn messages(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Vec<String> {
         let errs = validate(group, kind, obj, old);
-        errs.iter()
-            .filter(|e| e.field.starts_with("metadata"))
-            .map(ToString::to_string)
-            .collect()
+        errs.iter().filter(|e| e.field.starts_with("metadata")).map(ToString::to_string).collect()
     }
 
     fn config_map(metadata: Value) -> Value {
@@ -296,9 +231,7 @@ mod tests {
         let errs = validate("", "ConfigMap", &obj, None);
         assert_eq!(errs.len(), 1);
         assert!(
-            errs[0]
-                .detail
-                .contains("Found \"true\" in references for ReplicaSet/a and ReplicaSet/b"),
+            errs[0].detail.contains("Found \"true\" in references for ReplicaSet/a and ReplicaSet/b"),
             "{}",
             errs[0]
         );
@@ -308,12 +241,7 @@ mod tests {
     fn metadata_updates() {
         // (what, new metadata, old metadata, expected messages)
         let cases: Vec<(&str, Value, Value, Vec<&str>)> = vec![
-            (
-                "labels may change",
-                json!({"name": "c", "labels": {"a": "b"}}),
-                json!({"name": "c"}),
-                vec![],
-            ),
+            ("labels may change", json!({"name": "c", "labels": {"a": "b"}}), json!({"name": "c"}), vec![]),
             (
                 "name is immutable",
                 json!({"name": "d"}),
@@ -332,12 +260,7 @@ mod tests {
                 json!({"name": "c", "uid": "1"}),
                 vec!["metadata.uid: Invalid value: \"2\": field is immutable"],
             ),
-            (
-                "a missing uid is filled in later",
-                json!({"name": "c"}),
-                json!({"name": "c", "uid": "1"}),
-                vec![],
-            ),
+            ("a missing uid is filled in later", json!({"name": "c"}), json!({"name": "c", "uid": "1"}), vec![]),
             (
                 "finalizers may be removed while deleting",
                 json!({"name": "c", "finalizers": []}),

@@ -11,9 +11,8 @@ use api_types::quantity::{self, ParsedQuantity};
 use serde_json::Value;
 
 use super::{
-    FieldError, IS_NEGATIVE, Path, decode, name_errors, non_negative, not_found,
-    optional_supported_value, port_name_messages, port_number, port_protocol, supported_value,
-    validate_labels,
+    FieldError, IS_NEGATIVE, Path, decode, name_errors, non_negative, not_found, optional_supported_value,
+    port_name_messages, port_number, port_protocol, supported_value, validate_labels,
 };
 
 /// What a Pod update may change, as upstream lists it.
@@ -27,8 +26,7 @@ const UPDATABLE_POD_SPEC_FIELDS: &[&str] = &[
 const FILE_MODE_ERROR: &str = "must be a number between 0 and 0777 (octal), both inclusive";
 const HANDLER_REQUIRED: &str = "must specify a handler type";
 const ONE_HANDLER: &str = "may not specify more than 1 handler type";
-const INIT_CONTAINER_FORBIDDEN: &str =
-    "may not be set for init containers without restartPolicy=Always";
+const INIT_CONTAINER_FORBIDDEN: &str = "may not be set for init containers without restartPolicy=Always";
 
 pub(super) fn validate_pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let spec: core::PodSpec = match decode(obj, "spec") {
@@ -40,15 +38,8 @@ pub(super) fn validate_pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
     errs.extend(pod_only(&spec, &path));
     match old.map(|old| decode::<core::PodSpec>(old, "spec")) {
         None => {
-            if spec
-                .ephemeral_containers
-                .as_ref()
-                .is_some_and(|e| !e.is_empty())
-            {
-                errs.push(FieldError::forbidden(
-                    path.child("ephemeralContainers"),
-                    "cannot be set on create",
-                ));
+            if spec.ephemeral_containers.as_ref().is_some_and(|e| !e.is_empty()) {
+                errs.push(FieldError::forbidden(path.child("ephemeralContainers"), "cannot be set on create"));
             }
         }
         Some(Ok(old_spec)) => errs.extend(pod_update(&spec, &old_spec, &path)),
@@ -58,26 +49,15 @@ pub(super) fn validate_pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
 }
 
 /// A pod template in a workload: its labels and annotations, and its spec as a PodSpec.
-pub(super) fn validate_pod_template(
-    template: &core::PodTemplateSpec,
-    path: &Path,
-) -> Vec<FieldError> {
+pub(super) fn validate_pod_template(template: &core::PodTemplateSpec, path: &Path) -> Vec<FieldError> {
     let meta = template.metadata.clone().unwrap_or_default();
     let mut errs = validate_labels(&path.child("labels"), meta.labels.as_ref());
     for key in meta.annotations.iter().flatten().map(|(k, _)| k) {
-        errs.extend(name_errors(
-            &path.child("annotations"),
-            key,
-            names::is_qualified_name(&key.to_lowercase()),
-        ));
+        errs.extend(name_errors(&path.child("annotations"), key, names::is_qualified_name(&key.to_lowercase())));
     }
     let spec = template.spec.clone().unwrap_or_default();
     errs.extend(validate_pod_spec(&spec, &path.child("spec")));
-    if spec
-        .ephemeral_containers
-        .as_ref()
-        .is_some_and(|e| !e.is_empty())
-    {
+    if spec.ephemeral_containers.as_ref().is_some_and(|e| !e.is_empty()) {
         errs.push(FieldError::forbidden(
             path.child("spec").child("ephemeralContainers"),
             "ephemeral containers not allowed in pod template",
@@ -88,10 +68,7 @@ pub(super) fn validate_pod_template(
 
 /// The rules of every PodSpec, in a Pod or a template.
 pub(super) fn validate_pod_spec(spec: &core::PodSpec, path: &Path) -> Vec<FieldError> {
-    let (volumes, mut errs) = validate_volumes(
-        spec.volumes.as_deref().unwrap_or_default(),
-        &path.child("volumes"),
-    );
+    let (volumes, mut errs) = validate_volumes(spec.volumes.as_deref().unwrap_or_default(), &path.child("volumes"));
     errs.extend(validate_containers(spec, &volumes, path));
     errs.extend(supported_value(
         &path.child("restartPolicy"),
@@ -105,87 +82,46 @@ pub(super) fn validate_pod_spec(spec: &core::PodSpec, path: &Path) -> Vec<FieldE
         &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
     ));
     if dns_policy == Some("None") && spec.dns_config.is_none() {
-        errs.push(FieldError::required(
-            path.child("dnsConfig"),
-            "must provide `dnsConfig` when `dnsPolicy` is None",
-        ));
+        errs.push(FieldError::required(path.child("dnsConfig"), "must provide `dnsConfig` when `dnsPolicy` is None"));
     }
-    errs.extend(validate_labels(
-        &path.child("nodeSelector"),
-        spec.node_selector.as_ref(),
-    ));
-    if let Some(name) = spec
-        .service_account_name
-        .as_deref()
-        .filter(|n| !n.is_empty())
-    {
-        errs.extend(name_errors(
-            &path.child("serviceAccountName"),
-            name,
-            names::is_dns1123_subdomain(name),
-        ));
+    errs.extend(validate_labels(&path.child("nodeSelector"), spec.node_selector.as_ref()));
+    if let Some(name) = spec.service_account_name.as_deref().filter(|n| !n.is_empty()) {
+        errs.extend(name_errors(&path.child("serviceAccountName"), name, names::is_dns1123_subdomain(name)));
     }
     if let Some(name) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
-        errs.extend(name_errors(
-            &path.child("nodeName"),
-            name,
-            names::is_dns1123_subdomain(name),
-        ));
+        errs.extend(name_errors(&path.child("nodeName"), name, names::is_dns1123_subdomain(name)));
     }
     if let Some(seconds) = spec.active_deadline_seconds
-        && !(1..=i64::from(i32::MAX)).contains(&seconds) {
-            errs.push(FieldError::invalid_raw(
-                path.child("activeDeadlineSeconds"),
-                seconds.to_string(),
-                "must be between 1 and 2147483647, inclusive",
-            ));
-        }
+        && !(1..=i64::from(i32::MAX)).contains(&seconds)
+    {
+        errs.push(FieldError::invalid_raw(
+            path.child("activeDeadlineSeconds"),
+            seconds.to_string(),
+            "must be between 1 and 2147483647, inclusive",
+        ));
+    }
     for (field, value) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
         if let Some(value) = value.as_deref().filter(|v| !v.is_empty()) {
-            errs.extend(name_errors(
-                &path.child(field),
-                value,
-                names::is_dns1123_label(value),
-            ));
+            errs.extend(name_errors(&path.child(field), value, names::is_dns1123_label(value)));
         }
     }
-    errs.extend(validate_tolerations(
-        spec.tolerations.as_deref().unwrap_or_default(),
-        &path.child("tolerations"),
-    ));
-    errs.extend(validate_ephemeral_containers(
-        spec,
-        &volumes,
-        &path.child("ephemeralContainers"),
-    ));
+    errs.extend(validate_tolerations(spec.tolerations.as_deref().unwrap_or_default(), &path.child("tolerations")));
+    errs.extend(validate_ephemeral_containers(spec, &volumes, &path.child("ephemeralContainers")));
     errs
 }
 
 /// Debugging containers added by `kubectl debug`: named uniquely among all containers, with
 /// an image, and without ports, probes or lifecycle hooks.
-fn validate_ephemeral_containers(
-    spec: &core::PodSpec,
-    volumes: &BTreeSet<String>,
-    path: &Path,
-) -> Vec<FieldError> {
+fn validate_ephemeral_containers(spec: &core::PodSpec, volumes: &BTreeSet<String>, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let init = spec.init_containers.iter().flatten();
-    let mut names: BTreeSet<&str> = spec
-        .containers
-        .iter()
-        .chain(init)
-        .map(|c| c.name.as_str())
-        .collect();
+    let mut names: BTreeSet<&str> = spec.containers.iter().chain(init).map(|c| c.name.as_str()).collect();
     for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
         let p = path.index(i);
         if c.name.is_empty() {
             errs.push(FieldError::required(p.child("name"), ""));
         } else {
-            errs.extend(name_errors(
-                &p.child("name"),
-                &c.name,
-                names::is_dns1123_label(&c.name),
-            ));
+            errs.extend(name_errors(&p.child("name"), &c.name, names::is_dns1123_label(&c.name)));
         }
         if !names.insert(&c.name) {
             errs.push(FieldError::duplicate(p.child("name"), &c.name));
@@ -202,10 +138,7 @@ fn validate_ephemeral_containers(
         ];
         for (field, set) in forbidden {
             if set {
-                errs.push(FieldError::forbidden(
-                    p.child(field),
-                    "cannot be set for an Ephemeral Container",
-                ));
+                errs.push(FieldError::forbidden(p.child(field), "cannot be set for an Ephemeral Container"));
             }
         }
         errs.extend(validate_volume_mounts(
@@ -220,17 +153,9 @@ fn validate_ephemeral_containers(
 /// Checks upstream makes on Pods but not on templates.
 fn pod_only(spec: &core::PodSpec, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (path.child("initContainers").index(i), c));
-    let regular = spec
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (path.child("containers").index(i), c));
+    let init =
+        spec.init_containers.iter().flatten().enumerate().map(|(i, c)| (path.child("initContainers").index(i), c));
+    let regular = spec.containers.iter().enumerate().map(|(i, c)| (path.child("containers").index(i), c));
     for (container_path, c) in regular.chain(init) {
         let image = c.image.as_deref().unwrap_or("");
         if image.trim() != image {
@@ -246,11 +171,7 @@ fn pod_only(spec: &core::PodSpec, path: &Path) -> Vec<FieldError> {
 
 // ---- containers -----------------------------------------------------------------------------
 
-fn validate_containers(
-    spec: &core::PodSpec,
-    volumes: &BTreeSet<String>,
-    path: &Path,
-) -> Vec<FieldError> {
+fn validate_containers(spec: &core::PodSpec, volumes: &BTreeSet<String>, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let containers_path = path.child("containers");
     if spec.containers.is_empty() {
@@ -265,16 +186,10 @@ fn validate_containers(
         }
         errs.extend(validate_probes(c, &p));
         if c.restart_policy.is_some() {
-            errs.push(FieldError::forbidden(
-                p.child("restartPolicy"),
-                "may not be set for non-init containers",
-            ));
+            errs.push(FieldError::forbidden(p.child("restartPolicy"), "may not be set for non-init containers"));
         }
     }
-    errs.extend(host_port_conflicts(
-        spec.containers.iter().enumerate(),
-        &containers_path,
-    ));
+    errs.extend(host_port_conflicts(spec.containers.iter().enumerate(), &containers_path));
 
     let init_path = path.child("initContainers");
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
@@ -282,11 +197,7 @@ fn validate_containers(
         errs.extend(validate_container(c, volumes, &p));
         let sidecar = c.restart_policy.as_deref() == Some("Always");
         if let Some(policy) = c.restart_policy.as_deref().filter(|_| !sidecar) {
-            errs.push(FieldError::not_supported(
-                p.child("restartPolicy"),
-                policy,
-                &["Always"],
-            ));
+            errs.push(FieldError::not_supported(p.child("restartPolicy"), policy, &["Always"]));
         }
         if names.contains(&c.name) {
             errs.push(FieldError::duplicate(p.child("name"), &c.name));
@@ -306,10 +217,7 @@ fn validate_containers(
             ];
             for (field, set) in forbidden {
                 if set {
-                    errs.push(FieldError::forbidden(
-                        p.child(field),
-                        INIT_CONTAINER_FORBIDDEN,
-                    ));
+                    errs.push(FieldError::forbidden(p.child(field), INIT_CONTAINER_FORBIDDEN));
                 }
             }
         }
@@ -318,20 +226,12 @@ fn validate_containers(
 }
 
 /// What every container must satisfy, regular or init.
-fn validate_container(
-    c: &core::Container,
-    volumes: &BTreeSet<String>,
-    path: &Path,
-) -> Vec<FieldError> {
+fn validate_container(c: &core::Container, volumes: &BTreeSet<String>, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if c.name.is_empty() {
         errs.push(FieldError::required(path.child("name"), ""));
     } else {
-        errs.extend(name_errors(
-            &path.child("name"),
-            &c.name,
-            names::is_dns1123_label(&c.name),
-        ));
+        errs.extend(name_errors(&path.child("name"), &c.name, names::is_dns1123_label(&c.name)));
     }
     if c.image.as_deref().unwrap_or("").is_empty() {
         errs.push(FieldError::required(path.child("image"), ""));
@@ -341,14 +241,8 @@ fn validate_container(
         c.termination_message_policy.as_deref(),
         &["File", "FallbackToLogsOnError"],
     ));
-    errs.extend(validate_container_ports(
-        c.ports.as_deref().unwrap_or_default(),
-        &path.child("ports"),
-    ));
-    errs.extend(validate_env(
-        c.env.as_deref().unwrap_or_default(),
-        &path.child("env"),
-    ));
+    errs.extend(validate_container_ports(c.ports.as_deref().unwrap_or_default(), &path.child("ports")));
+    errs.extend(validate_env(c.env.as_deref().unwrap_or_default(), &path.child("env")));
     errs.extend(validate_volume_mounts(
         c.volume_mounts.as_deref().unwrap_or_default(),
         volumes,
@@ -386,10 +280,7 @@ fn validate_container_ports(ports: &[core::ContainerPort], path: &Path) -> Vec<F
         if let Some(host_port) = port.host_port.filter(|h| *h != 0) {
             errs.extend(port_number(&p.child("hostPort"), host_port));
         }
-        errs.extend(port_protocol(
-            &p.child("protocol"),
-            port.protocol.as_deref(),
-        ));
+        errs.extend(port_protocol(&p.child("protocol"), port.protocol.as_deref()));
     }
     errs
 }
@@ -412,10 +303,7 @@ fn host_port_conflicts<'a>(
                 port.protocol.as_deref().unwrap_or("")
             );
             if !seen.insert(key.clone()) {
-                errs.push(FieldError::duplicate(
-                    path.index(ci).child("ports").index(pi).child("hostPort"),
-                    &key,
-                ));
+                errs.push(FieldError::duplicate(path.index(ci).child("ports").index(pi).child("hostPort"), &key));
             }
         }
     }
@@ -428,11 +316,7 @@ fn validate_env(env: &[core::EnvVar], path: &Path) -> Vec<FieldError> {
         let p = path.index(i).child("name");
         if var.name.is_empty() {
             errs.push(FieldError::required(&p, ""));
-        } else if !var
-            .name
-            .bytes()
-            .all(|b| (b' '..=b'~').contains(&b) && b != b'=')
-        {
+        } else if !var.name.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'=') {
             errs.push(FieldError::invalid(
                 &p,
                 &var.name,
@@ -447,10 +331,7 @@ fn validate_probes(c: &core::Container, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(lifecycle) = &c.lifecycle {
         let p = path.child("lifecycle");
-        for (field, handler) in [
-            ("postStart", &lifecycle.post_start),
-            ("preStop", &lifecycle.pre_stop),
-        ] {
+        for (field, handler) in [("postStart", &lifecycle.post_start), ("preStop", &lifecycle.pre_stop)] {
             if let Some(h) = handler {
                 let handlers = [
                     ("exec", h.exec.is_some()),
@@ -476,17 +357,10 @@ fn validate_probes(c: &core::Container, path: &Path) -> Vec<FieldError> {
         errs.extend(validate_probe(probe, &p));
         if success_must_be_one && probe.success_threshold.unwrap_or(1) != 1 {
             let value = probe.success_threshold.unwrap_or_default().to_string();
-            errs.push(FieldError::invalid_raw(
-                p.child("successThreshold"),
-                value,
-                "must be 1",
-            ));
+            errs.push(FieldError::invalid_raw(p.child("successThreshold"), value, "must be 1"));
         }
         if !success_must_be_one && probe.termination_grace_period_seconds.is_some() {
-            let value = probe
-                .termination_grace_period_seconds
-                .unwrap_or_default()
-                .to_string();
+            let value = probe.termination_grace_period_seconds.unwrap_or_default().to_string();
             errs.push(FieldError::invalid_raw(
                 p.child("terminationGracePeriodSeconds"),
                 value,
@@ -506,20 +380,15 @@ fn validate_probe(probe: &core::Probe, path: &Path) -> Vec<FieldError> {
     ];
     let mut errs = one_handler(path, &handlers);
     if let Some(exec) = &probe.exec
-        && exec.command.as_ref().is_none_or(Vec::is_empty) {
-            errs.push(FieldError::required(
-                path.child("exec").child("command"),
-                "",
-            ));
-        }
+        && exec.command.as_ref().is_none_or(Vec::is_empty)
+    {
+        errs.push(FieldError::required(path.child("exec").child("command"), ""));
+    }
     if let Some(http) = &probe.http_get {
         errs.extend(validate_http_get(http, &path.child("httpGet")));
     }
     if let Some(tcp) = &probe.tcp_socket {
-        errs.extend(port_number_or_name(
-            &path.child("tcpSocket").child("port"),
-            &tcp.port,
-        ));
+        errs.extend(port_number_or_name(&path.child("tcpSocket").child("port"), &tcp.port));
     }
     if let Some(grpc) = &probe.grpc {
         errs.extend(port_number(&path.child("grpc").child("port"), grpc.port));
@@ -546,17 +415,10 @@ fn validate_probe(probe: &core::Probe, path: &Path) -> Vec<FieldError> {
 
 /// Exactly one handler: none is `Required`, each extra one `Forbidden` at its own field.
 fn one_handler(path: &Path, handlers: &[(&str, bool)]) -> Vec<FieldError> {
-    let set: Vec<&str> = handlers
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| *name)
-        .collect();
+    let set: Vec<&str> = handlers.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
     match set.as_slice() {
         [] => vec![FieldError::required(path, HANDLER_REQUIRED)],
-        [_, extra @ ..] => extra
-            .iter()
-            .map(|name| FieldError::forbidden(path.child(name), ONE_HANDLER))
-            .collect(),
+        [_, extra @ ..] => extra.iter().map(|name| FieldError::forbidden(path.child(name), ONE_HANDLER)).collect(),
     }
 }
 
@@ -568,11 +430,7 @@ fn validate_http_get(http: &core::HTTPGetAction, path: &Path) -> Vec<FieldError>
     errs.extend(port_number_or_name(&path.child("port"), &http.port));
     let scheme = http.scheme.as_deref().unwrap_or("");
     if !matches!(scheme, "HTTP" | "HTTPS") {
-        errs.push(FieldError::not_supported(
-            path.child("scheme"),
-            scheme,
-            &["HTTP", "HTTPS"],
-        ));
+        errs.push(FieldError::not_supported(path.child("scheme"), scheme, &["HTTP", "HTTPS"]));
     }
     errs
 }
@@ -599,11 +457,7 @@ fn validate_volumes(volumes: &[core::Volume], path: &Path) -> (BTreeSet<String>,
         if volume.name.is_empty() {
             volume_errs.push(FieldError::required(&name_path, ""));
         } else {
-            volume_errs.extend(name_errors(
-                &name_path,
-                &volume.name,
-                names::is_dns1123_label(&volume.name),
-            ));
+            volume_errs.extend(name_errors(&name_path, &volume.name, names::is_dns1123_label(&volume.name)));
         }
         if names.contains(&volume.name) {
             volume_errs.push(FieldError::duplicate(&name_path, &volume.name));
@@ -619,19 +473,14 @@ fn validate_volumes(volumes: &[core::Volume], path: &Path) -> (BTreeSet<String>,
 fn validate_volume_source(volume: &core::Volume, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let sources: Vec<String> = match serde_json::to_value(volume) {
-        Ok(Value::Object(map)) => map
-            .keys()
-            .filter(|k| k.as_str() != "name")
-            .cloned()
-            .collect(),
+        Ok(Value::Object(map)) => map.keys().filter(|k| k.as_str() != "name").cloned().collect(),
         _ => Vec::new(),
     };
     match sources.as_slice() {
         [] => errs.push(FieldError::required(path, "must specify a volume type")),
         [_, extra @ ..] => {
-            let more = extra.iter().map(|s| {
-                FieldError::forbidden(path.child(s), "may not specify more than 1 volume type")
-            });
+            let more =
+                extra.iter().map(|s| FieldError::forbidden(path.child(s), "may not specify more than 1 volume type"));
             errs.extend(more);
         }
     }
@@ -642,54 +491,32 @@ fn validate_volume_source(volume: &core::Volume, path: &Path) -> Vec<FieldError>
     };
     if let Some(s) = &volume.secret {
         required(&mut errs, "secret", "secretName", s.secret_name.as_deref());
-        errs.extend(file_mode(
-            &path.child("secret").child("defaultMode"),
-            s.default_mode,
-        ));
+        errs.extend(file_mode(&path.child("secret").child("defaultMode"), s.default_mode));
     }
     if let Some(s) = &volume.config_map {
         required(&mut errs, "configMap", "name", Some(&s.name));
-        errs.extend(file_mode(
-            &path.child("configMap").child("defaultMode"),
-            s.default_mode,
-        ));
+        errs.extend(file_mode(&path.child("configMap").child("defaultMode"), s.default_mode));
     }
     if let Some(s) = &volume.persistent_volume_claim {
-        required(
-            &mut errs,
-            "persistentVolumeClaim",
-            "claimName",
-            Some(&s.claim_name),
-        );
+        required(&mut errs, "persistentVolumeClaim", "claimName", Some(&s.claim_name));
     }
     if let Some(s) = &volume.host_path {
         required(&mut errs, "hostPath", "path", Some(&s.path));
     }
     if let Some(s) = &volume.downward_api {
-        errs.extend(file_mode(
-            &path.child("downwardAPI").child("defaultMode"),
-            s.default_mode,
-        ));
+        errs.extend(file_mode(&path.child("downwardAPI").child("defaultMode"), s.default_mode));
     }
     if let Some(s) = &volume.projected {
-        errs.extend(file_mode(
-            &path.child("projected").child("defaultMode"),
-            s.default_mode,
-        ));
+        errs.extend(file_mode(&path.child("projected").child("defaultMode"), s.default_mode));
     }
     errs
 }
 
 fn file_mode(path: &Path, mode: Option<i32>) -> Option<FieldError> {
-    mode.filter(|m| !(0..=0o777).contains(m))
-        .map(|m| FieldError::invalid_raw(path, m.to_string(), FILE_MODE_ERROR))
+    mode.filter(|m| !(0..=0o777).contains(m)).map(|m| FieldError::invalid_raw(path, m.to_string(), FILE_MODE_ERROR))
 }
 
-fn validate_volume_mounts(
-    mounts: &[core::VolumeMount],
-    volumes: &BTreeSet<String>,
-    path: &Path,
-) -> Vec<FieldError> {
+fn validate_volume_mounts(mounts: &[core::VolumeMount], volumes: &BTreeSet<String>, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut mount_paths = BTreeSet::new();
     for (i, mount) in mounts.iter().enumerate() {
@@ -704,11 +531,7 @@ fn validate_volume_mounts(
             errs.push(FieldError::required(p.child("mountPath"), ""));
         }
         if !mount_paths.insert(mount.mount_path.as_str()) {
-            errs.push(FieldError::invalid(
-                p.child("mountPath"),
-                &mount.mount_path,
-                "must be unique",
-            ));
+            errs.push(FieldError::invalid(p.child("mountPath"), &mount.mount_path, "must be unique"));
         }
         if let Some(sub_path) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
             errs.extend(local_descending_path(&p.child("subPath"), sub_path));
@@ -767,10 +590,7 @@ fn validate_resources(r: &core::ResourceRequirements, path: &Path) -> Vec<FieldE
                 ));
             }
             None if !overcommit_allowed(name) && !limits.contains_key(name) => {
-                errs.push(FieldError::required(
-                    &limits_path,
-                    "Limit must be set for non overcommitable resources",
-                ));
+                errs.push(FieldError::required(&limits_path, "Limit must be set for non overcommitable resources"));
             }
             _ => {}
         }
@@ -780,12 +600,7 @@ fn validate_resources(r: &core::ResourceRequirements, path: &Path) -> Vec<FieldE
 
 /// Parses a quantity, reporting it when malformed, negative, or fractional for an integer
 /// resource.
-fn resource_quantity(
-    path: &Path,
-    name: &str,
-    value: &Quantity,
-    errs: &mut Vec<FieldError>,
-) -> Option<ParsedQuantity> {
+fn resource_quantity(path: &Path, name: &str, value: &Quantity, errs: &mut Vec<FieldError>) -> Option<ParsedQuantity> {
     let q = match quantity::parse(value) {
         Ok(q) => q,
         Err(e) => {
@@ -797,27 +612,17 @@ fn resource_quantity(
         errs.push(FieldError::invalid(path, &q.to_string(), IS_NEGATIVE));
     }
     if is_extended_resource(name) && q.to_milli() % 1000 != 0 {
-        errs.push(FieldError::invalid(
-            path,
-            &q.to_string(),
-            "must be an integer",
-        ));
+        errs.push(FieldError::invalid(path, &q.to_string(), "must be an integer"));
     }
     Some(q)
 }
 
 fn resource_name(path: &Path, name: &str) -> Vec<FieldError> {
-    let mut errs: Vec<FieldError> =
-        name_errors(path, name, names::is_qualified_name(name)).collect();
+    let mut errs: Vec<FieldError> = name_errors(path, name, names::is_qualified_name(name)).collect();
     if !name.contains('/') {
-        let standard = matches!(name, "cpu" | "memory" | "ephemeral-storage")
-            || name.starts_with("hugepages-");
+        let standard = matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-");
         if !standard {
-            errs.push(FieldError::invalid(
-                path,
-                name,
-                "must be a standard resource for containers",
-            ));
+            errs.push(FieldError::invalid(path, name, "must be a standard resource for containers"));
         }
     }
     errs
@@ -848,11 +653,7 @@ fn validate_tolerations(tolerations: &[core::Toleration], path: &Path) -> Vec<Fi
         let effect = t.effect.as_deref().unwrap_or("");
         let value = t.value.as_deref().unwrap_or("");
         if !key.is_empty() {
-            errs.extend(name_errors(
-                &p.child("key"),
-                key,
-                names::is_qualified_name(key),
-            ));
+            errs.extend(name_errors(&p.child("key"), key, names::is_qualified_name(key)));
         }
         if key.is_empty() && operator != "Exists" {
             errs.push(FieldError::invalid(
@@ -872,11 +673,7 @@ fn validate_tolerations(tolerations: &[core::Toleration], path: &Path) -> Vec<Fi
             "" | "Equal" => {
                 let msgs = names::is_valid_label_value(value);
                 if !msgs.is_empty() {
-                    errs.push(FieldError::invalid(
-                        p.child("operator"),
-                        value,
-                        msgs.join(";"),
-                    ));
+                    errs.push(FieldError::invalid(p.child("operator"), value, msgs.join(";")));
                 }
             }
             "Exists" if !value.is_empty() => {
@@ -887,11 +684,7 @@ fn validate_tolerations(tolerations: &[core::Toleration], path: &Path) -> Vec<Fi
                 ));
             }
             "Exists" => {}
-            other => errs.push(FieldError::not_supported(
-                p.child("operator"),
-                other,
-                &["Equal", "Exists"],
-            )),
+            other => errs.push(FieldError::not_supported(p.child("operator"), other, &["Equal", "Exists"])),
         }
         errs.extend(optional_supported_value(
             &p.child("effect"),
@@ -940,24 +733,14 @@ fn pod_update(new: &core::PodSpec, old: &core::PodSpec, path: &Path) -> Vec<Fiel
     for (c, o) in munged.containers.iter_mut().zip(&old.containers) {
         c.image.clone_from(&o.image);
     }
-    for (c, o) in munged
-        .init_containers
-        .iter_mut()
-        .flatten()
-        .zip(old.init_containers.iter().flatten())
-    {
+    for (c, o) in munged.init_containers.iter_mut().flatten().zip(old.init_containers.iter().flatten()) {
         c.image.clone_from(&o.image);
     }
     munged.active_deadline_seconds = old.active_deadline_seconds;
 
     let new_tolerations = new.tolerations.as_deref().unwrap_or_default();
     let kept = old.tolerations.iter().flatten().all(|o| {
-        new_tolerations.iter().any(|n| {
-            core::Toleration {
-                toleration_seconds: n.toleration_seconds,
-                ..o.clone()
-            } == *n
-        })
+        new_tolerations.iter().any(|n| core::Toleration { toleration_seconds: n.toleration_seconds, ..o.clone() } == *n)
     });
     if !kept {
         errs.push(FieldError::forbidden(
@@ -967,25 +750,16 @@ fn pod_update(new: &core::PodSpec, old: &core::PodSpec, path: &Path) -> Vec<Fiel
     }
     munged.tolerations.clone_from(&old.tolerations);
 
-    if old.termination_grace_period_seconds.is_some_and(|o| o < 0)
-        && new.termination_grace_period_seconds == Some(1)
-    {
+    if old.termination_grace_period_seconds.is_some_and(|o| o < 0) && new.termination_grace_period_seconds == Some(1) {
         munged.termination_grace_period_seconds = old.termination_grace_period_seconds;
     }
 
     let old_gates = old.scheduling_gates.as_deref().unwrap_or_default();
-    let added_gate = new
-        .scheduling_gates
-        .iter()
-        .flatten()
-        .find(|g| !old_gates.iter().any(|o| o.name == g.name));
+    let added_gate = new.scheduling_gates.iter().flatten().find(|g| !old_gates.iter().any(|o| o.name == g.name));
     match added_gate {
         Some(gate) => errs.push(FieldError::forbidden(
             path.child("schedulingGates"),
-            format!(
-                "only deletion is allowed, but found new scheduling gate '{}'",
-                gate.name
-            ),
+            format!("only deletion is allowed, but found new scheduling gate '{}'", gate.name),
         )),
         None => munged.scheduling_gates.clone_from(&old.scheduling_gates),
     }
@@ -998,23 +772,15 @@ fn pod_update(new: &core::PodSpec, old: &core::PodSpec, path: &Path) -> Vec<Fiel
             Some(n) if n == o => {}
             Some(_) => errs.push(FieldError::forbidden(
                 path.child("ephemeralContainers").index(i),
-                format!(
-                    "existing ephemeral containers {:?} may not be changed",
-                    o.name
-                ),
+                format!("existing ephemeral containers {:?} may not be changed", o.name),
             )),
             None => errs.push(FieldError::forbidden(
                 path.child("ephemeralContainers"),
-                format!(
-                    "existing ephemeral containers {:?} may not be removed",
-                    o.name
-                ),
+                format!("existing ephemeral containers {:?} may not be removed", o.name),
             )),
         }
     }
-    munged
-        .ephemeral_containers
-        .clone_from(&old.ephemeral_containers);
+    munged.ephemeral_containers.clone_from(&old.ephemeral_containers);
 
     if munged != *old {
         errs.push(FieldError::forbidden(

@@ -16,10 +16,7 @@ pub(super) fn go_string_map(map: Option<&BTreeMap<String, String>>) -> String {
     match map {
         None => "map[string]string(nil)".to_string(),
         Some(map) => {
-            let entries: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}:{}", go_string(k), go_string(v)))
-                .collect();
+            let entries: Vec<String> = map.iter().map(|(k, v)| format!("{}:{}", go_string(k), go_string(v))).collect();
             format!("map[string]string{{{}}}", entries.join(", "))
         }
     }
@@ -73,10 +70,7 @@ pub(super) fn go_int_or_string(value: Option<&IntOrString>) -> String {
         Some(IntOrString::Int(n)) => {
             format!("intstr.IntOrString{{Type:0, IntVal:{n}, StrVal:\"\"}}")
         }
-        Some(IntOrString::String(s)) => format!(
-            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
-            go_string(s)
-        ),
+        Some(IntOrString::String(s)) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", go_string(s)),
     }
 }
 
@@ -95,10 +89,7 @@ mod tests {
     use api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -106,10 +97,7 @@ mod tests {
         let cases = [
             (None, "map[string]string(nil)"),
             (Some(labels(&[])), "map[string]string{}"),
-            (
-                Some(labels(&[("tier", "web"), ("app", "x")])),
-                r#"map[string]string{"app":"x", "tier":"web"}"#,
-            ),
+            (Some(labels(&[("tier", "web"), ("app", "x")])), r#"map[string]string{"app":"x", "tier":"web"}"#),
         ];
         for (map, want) in cases {
             assert_eq!(go_string_map(map.as_ref()), want);
@@ -119,10 +107,7 @@ mod tests {
     #[test]
     fn slices_print_like_go() {
         let ips = vec!["10.0.0.1".to_string(), "fd00::1".to_string()];
-        assert_eq!(
-            go_string_slice(Some(&ips)),
-            r#"[]string{"10.0.0.1", "fd00::1"}"#
-        );
+        assert_eq!(go_string_slice(Some(&ips)), r#"[]string{"10.0.0.1", "fd00::1"}"#);
         assert_eq!(go_string_slice(None), "[]string(nil)");
     }
 

@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::pod::port_number_or_name;
 use super::render::{go_service_port_key, go_string_slice};
 use super::{
-    FieldError, FieldErrorKind, Path, decode, invalid_rendered, name_errors,
-    optional_supported_value, port_number, port_protocol, supported_value, validate_labels,
+    FieldError, FieldErrorKind, Path, decode, invalid_rendered, name_errors, optional_supported_value, port_number,
+    port_protocol, supported_value, validate_labels,
 };
 
 /// The kubelet's port, which a LoadBalancer may not expose.
@@ -45,17 +45,11 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr
         _ => {}
     }
     if type_ == "LoadBalancer" {
-        for (i, port) in ports
-            .iter()
-            .enumerate()
-            .filter(|(_, port)| port.port == KUBELET_PORT)
-        {
+        for (i, port) in ports.iter().enumerate().filter(|(_, port)| port.port == KUBELET_PORT) {
             errs.push(FieldError::invalid_raw(
                 ports_path.index(i).child("port"),
                 port.port.to_string(),
-                format!(
-                    "may not expose port {KUBELET_PORT} externally since it is used by kubelet"
-                ),
+                format!("may not expose port {KUBELET_PORT} externally since it is used by kubelet"),
             ));
         }
     }
@@ -65,17 +59,9 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr
 
     let mut names = BTreeSet::new();
     for (i, port) in ports.iter().enumerate() {
-        errs.extend(service_port(
-            port,
-            ports.len() > 1,
-            &mut names,
-            &ports_path.index(i),
-        ));
+        errs.extend(service_port(port, ports.len() > 1, &mut names, &ports_path.index(i)));
     }
-    errs.extend(validate_labels(
-        &p.child("selector"),
-        spec.selector.as_ref(),
-    ));
+    errs.extend(validate_labels(&p.child("selector"), spec.selector.as_ref()));
     errs.extend(session_affinity(&spec, &p));
     errs.extend(cluster_ip_format(&spec, &p));
     errs.extend(supported_value(
@@ -84,11 +70,7 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr
         &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
     ));
     if type_ == "ClusterIP" {
-        for (i, _) in ports
-            .iter()
-            .enumerate()
-            .filter(|(_, port)| port.node_port.is_some_and(|n| n != 0))
-        {
+        for (i, _) in ports.iter().enumerate().filter(|(_, port)| port.node_port.is_some_and(|n| n != 0)) {
             errs.push(FieldError::forbidden(
                 ports_path.index(i).child("nodePort"),
                 "may not be used when `type` is 'ClusterIP'",
@@ -113,11 +95,7 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr
         &["PreferDualStack", "RequireDualStack", "SingleStack"],
     ));
     for (i, family) in spec.ip_families.iter().flatten().enumerate() {
-        errs.extend(supported_value(
-            &p.child("ipFamilies").index(i),
-            Some(family),
-            &["IPv4", "IPv6"],
-        ));
+        errs.extend(supported_value(&p.child("ipFamilies").index(i), Some(family), &["IPv4", "IPv6"]));
     }
 
     let old_spec = match old.map(|old| decode::<core::ServiceSpec>(old, "spec")) {
@@ -141,21 +119,14 @@ pub(super) fn validate_service(obj: &Value, old: Option<&Value>) -> Vec<FieldErr
 fn external_name(spec: &core::ServiceSpec, p: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if spec.cluster_ips.as_ref().is_some_and(|ips| !ips.is_empty()) {
-        errs.push(FieldError::forbidden(
-            p.child("clusterIPs"),
-            "may not be set for ExternalName services",
-        ));
+        errs.push(FieldError::forbidden(p.child("clusterIPs"), "may not be set for ExternalName services"));
     }
     let name = spec.external_name.as_deref().unwrap_or("");
     let cname = name.strip_suffix('.').unwrap_or(name);
     if cname.is_empty() {
         errs.push(FieldError::required(p.child("externalName"), ""));
     } else {
-        errs.extend(name_errors(
-            &p.child("externalName"),
-            cname,
-            names::is_dns1123_subdomain(cname),
-        ));
+        errs.extend(name_errors(&p.child("externalName"), cname, names::is_dns1123_subdomain(cname)));
     }
     errs
 }
@@ -174,20 +145,13 @@ fn service_port(
             errs.push(FieldError::required(p.child("name"), ""));
         }
     } else {
-        errs.extend(name_errors(
-            &p.child("name"),
-            name,
-            names::is_dns1123_label(name),
-        ));
+        errs.extend(name_errors(&p.child("name"), name, names::is_dns1123_label(name)));
         if !names.insert(name.to_string()) {
             errs.push(FieldError::duplicate(p.child("name"), name));
         }
     }
     errs.extend(port_number(&p.child("port"), port.port));
-    errs.extend(port_protocol(
-        &p.child("protocol"),
-        port.protocol.as_deref(),
-    ));
+    errs.extend(port_protocol(&p.child("protocol"), port.protocol.as_deref()));
     if let Some(target) = &port.target_port {
         errs.extend(port_number_or_name(&p.child("targetPort"), target));
     }
@@ -197,23 +161,13 @@ fn service_port(
 fn session_affinity(spec: &core::ServiceSpec, p: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let affinity = spec.session_affinity.as_deref();
-    errs.extend(supported_value(
-        &p.child("sessionAffinity"),
-        affinity,
-        &["ClientIP", "None"],
-    ));
+    errs.extend(supported_value(&p.child("sessionAffinity"), affinity, &["ClientIP", "None"]));
     let config_path = p.child("sessionAffinityConfig");
     if affinity == Some("ClientIP") {
-        let timeout = spec
-            .session_affinity_config
-            .as_ref()
-            .and_then(|c| c.client_ip.as_ref())
-            .and_then(|c| c.timeout_seconds);
+        let timeout =
+            spec.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()).and_then(|c| c.timeout_seconds);
         match (&spec.session_affinity_config, timeout) {
-            (None, _) => errs.push(FieldError::required(
-                &config_path,
-                "when session affinity type is ClientIP",
-            )),
+            (None, _) => errs.push(FieldError::required(&config_path, "when session affinity type is ClientIP")),
             (Some(_), Some(t)) if !(1..=MAX_CLIENT_IP_TIMEOUT_SECONDS).contains(&t) => {
                 errs.push(FieldError::invalid_raw(
                     config_path.child("clientIP").child("timeoutSeconds"),
@@ -250,12 +204,7 @@ fn cluster_ip_format(spec: &core::ServiceSpec, p: &Path) -> Vec<FieldError> {
                 check(p.child("clusterIPs").index(i), ip, i == 0, &mut errs);
             }
         }
-        _ => check(
-            p.child("clusterIP"),
-            spec.cluster_ip.as_deref().unwrap_or(""),
-            true,
-            &mut errs,
-        ),
+        _ => check(p.child("clusterIP"), spec.cluster_ip.as_deref().unwrap_or(""), true, &mut errs),
     }
     errs
 }
@@ -264,27 +213,15 @@ fn traffic_policies(spec: &core::ServiceSpec, p: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let type_ = spec.type_.as_deref().unwrap_or("");
     let node_ports = matches!(type_, "NodePort" | "LoadBalancer");
-    let external_ips = spec
-        .external_ips
-        .as_ref()
-        .is_some_and(|ips| !ips.is_empty());
+    let external_ips = spec.external_ips.as_ref().is_some_and(|ips| !ips.is_empty());
     let externally_accessible = node_ports || (type_ == "ClusterIP" && external_ips);
-    let external = spec
-        .external_traffic_policy
-        .as_deref()
-        .filter(|v| !v.is_empty());
+    let external = spec.external_traffic_policy.as_deref().filter(|v| !v.is_empty());
     let external_path = p.child("externalTrafficPolicy");
     match external {
-        Some(policy) if !externally_accessible => errs.push(FieldError::invalid(
-            &external_path,
-            policy,
-            "may only be set for externally-accessible services",
-        )),
-        Some(_) => errs.extend(supported_value(
-            &external_path,
-            external,
-            &["Cluster", "Local"],
-        )),
+        Some(policy) if !externally_accessible => {
+            errs.push(FieldError::invalid(&external_path, policy, "may only be set for externally-accessible services"))
+        }
+        Some(_) => errs.extend(supported_value(&external_path, external, &["Cluster", "Local"])),
         None if node_ports => errs.push(FieldError::required(&external_path, "")),
         None => {}
     }
@@ -292,21 +229,14 @@ fn traffic_policies(spec: &core::ServiceSpec, p: &Path) -> Vec<FieldError> {
     match spec.internal_traffic_policy.as_deref() {
         None if type_ != "ExternalName" => errs.push(FieldError::required(&internal_path, "")),
         None => {}
-        Some(policy) => errs.extend(supported_value(
-            &internal_path,
-            Some(policy),
-            &["Cluster", "Local"],
-        )),
+        Some(policy) => errs.extend(supported_value(&internal_path, Some(policy), &["Cluster", "Local"])),
     }
     errs
 }
 
 /// A service's cluster IPs, `clusterIP` and `clusterIPs` reconciled as upstream does before it
 /// validates: on update, whichever of the two the client edited wins; otherwise they must agree.
-fn cluster_ips(
-    spec: &core::ServiceSpec,
-    old: Option<&core::ServiceSpec>,
-) -> Result<Vec<String>, FieldError> {
+fn cluster_ips(spec: &core::ServiceSpec, old: Option<&core::ServiceSpec>) -> Result<Vec<String>, FieldError> {
     let mut ips = spec.cluster_ips.clone().unwrap_or_default();
     let Some(primary) = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty()) else {
         return Ok(ips);
@@ -315,9 +245,7 @@ fn cluster_ips(
         None => ips.push(primary.to_string()),
         Some(first) if first == primary => {}
         // Only clusterIP was edited.
-        Some(_) if old.is_some_and(|o| o.cluster_ips == spec.cluster_ips) => {
-            ips[0] = primary.to_string()
-        }
+        Some(_) if old.is_some_and(|o| o.cluster_ips == spec.cluster_ips) => ips[0] = primary.to_string(),
         // Only clusterIPs was edited.
         Some(_) if old.is_some_and(|o| o.cluster_ip == spec.cluster_ip) => {}
         Some(_) => {
@@ -351,19 +279,10 @@ fn cluster_ips_unchanged(
     }
     let path = Path::new("spec").child("clusterIPs");
     let rendered = go_string_slice(Some(new_ips));
-    let changed = |i: usize| {
-        FieldError::invalid_raw(path.index(i), rendered.clone(), "may not change once set")
-    };
+    let changed = |i: usize| FieldError::invalid_raw(path.index(i), rendered.clone(), "may not change once set");
     let mut errs = Vec::new();
     if new_ips.len() == old_ips.len() {
-        errs.extend(
-            old_ips
-                .iter()
-                .zip(new_ips)
-                .enumerate()
-                .filter(|(_, (o, n))| o != n)
-                .map(|(i, _)| changed(i)),
-        );
+        errs.extend(old_ips.iter().zip(new_ips).enumerate().filter(|(_, (o, n))| o != n).map(|(i, _)| changed(i)));
     } else if !old_ips.is_empty() && new_ips[0] != old_ips[0] {
         errs.push(changed(0));
     }

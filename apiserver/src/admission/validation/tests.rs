@@ -7,22 +7,14 @@ use crate::admission::defaults::apply_defaults;
 
 /// `obj` (and `old`) defaulted as the API server would, then validated; the errors as
 /// upstream prints them (`field: message`).
-pub(super) fn errors_after_defaults(
-    group: &str,
-    kind: &str,
-    obj: &Value,
-    old: Option<&Value>,
-) -> Vec<String> {
+pub(super) fn errors_after_defaults(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Vec<String> {
     let default = |v: &Value| {
         let mut v = v.clone();
         apply_defaults(group, kind, &mut v).expect("test objects decode");
         v
     };
     let old = old.map(default);
-    validate(group, kind, &default(obj), old.as_ref())
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    validate(group, kind, &default(obj), old.as_ref()).iter().map(ToString::to_string).collect()
 }
 
 /// `base` with `patch` merged in (objects merged key by key, `null` deleting, anything else
@@ -49,12 +41,7 @@ pub(super) const DNS1123_LABEL_ERROR: &str = "a lowercase RFC 1123 label must co
 
 #[test]
 fn paths_print_like_upstream() {
-    let p = Path::new("spec")
-        .child("containers")
-        .index(0)
-        .child("resources")
-        .child("limits")
-        .key("cpu");
+    let p = Path::new("spec").child("containers").index(0).child("resources").child("limits").key("cpu");
     assert_eq!(p.to_string(), "spec.containers[0].resources.limits[cpu]");
     assert_eq!(Path::new("").child("data").to_string(), "data");
 }
@@ -64,62 +51,34 @@ fn namespace_rules() {
     // (what, namespace, expected messages)
     let cases: Vec<(&str, Value, Vec<String>)> = vec![
         ("defaulted namespace is valid", json!({"metadata": {"name": "team-a"}}), vec![]),
-        ("names are DNS labels", json!({"metadata": {"name": "Team"}}), vec![
-            format!("metadata.name: Invalid value: \"Team\": {DNS1123_LABEL_ERROR}"),
-        ]),
+        ("names are DNS labels", json!({"metadata": {"name": "Team"}}), vec![format!("metadata.name: Invalid value: \"Team\": {DNS1123_LABEL_ERROR}")]),
         ("qualified finalizers are fine", json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["example.com/x"]}}), vec![]),
-        ("unqualified finalizers must be standard", json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["custom"]}}), vec![
-            "spec.finalizers: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified".to_string(),
-        ]),
+        (
+            "unqualified finalizers must be standard",
+            json!({"metadata": {"name": "a"}, "spec": {"finalizers": ["custom"]}}),
+            vec!["spec.finalizers: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified".to_string()],
+        ),
     ];
     for (what, ns, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "Namespace", &ns, None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "Namespace", &ns, None), want, "{what}");
     }
 }
 
 #[test]
 fn kinds_without_rules_get_metadata_checks_only() {
     let cases = [
-        (
-            "",
-            "Node",
-            json!({"metadata": {"name": "node-1.example.com"}, "spec": {"podCIDR": "garbage"}}),
-            vec![],
-        ),
-        (
-            "coordination.k8s.io",
-            "Lease",
-            json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "x"}}),
-            vec![],
-        ),
-        (
-            "",
-            "Event",
-            json!({"metadata": {}}),
-            vec!["metadata.name: Required value: name or generateName is required"],
-        ),
+        ("", "Node", json!({"metadata": {"name": "node-1.example.com"}, "spec": {"podCIDR": "garbage"}}), vec![]),
+        ("coordination.k8s.io", "Lease", json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "x"}}), vec![]),
+        ("", "Event", json!({"metadata": {}}), vec!["metadata.name: Required value: name or generateName is required"]),
     ];
     for (group, kind, obj, want) in cases {
-        assert_eq!(
-            errors_after_defaults(group, kind, &obj, None),
-            want,
-            "{kind}"
-        );
+        assert_eq!(errors_after_defaults(group, kind, &obj, None), want, "{kind}");
     }
 }
 
 #[test]
 fn undecodable_parts_are_reported_not_panicked_on() {
-    let errs = validate(
-        "",
-        "Pod",
-        &json!({"metadata": {"name": "p"}, "spec": {"containers": 5}}),
-        None,
-    );
+    let errs = validate("", "Pod", &json!({"metadata": {"name": "p"}, "spec": {"containers": 5}}), None);
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].field, "spec");
     let errs = validate("", "ConfigMap", &json!({"metadata": {"name": 5}}), None);

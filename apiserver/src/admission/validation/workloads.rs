@@ -15,8 +15,8 @@ use super::cron::schedule_error;
 use super::pod::validate_pod_template;
 use super::render::{go_int_or_string, go_label_selector, go_string_map};
 use super::{
-    FIELD_IMMUTABLE, FieldError, Path, decode, invalid_rendered, name_errors, non_negative,
-    optional_supported_value, supported_value, validate_labels,
+    FIELD_IMMUTABLE, FieldError, Path, decode, invalid_rendered, name_errors, non_negative, optional_supported_value,
+    supported_value, validate_labels,
 };
 
 const SELECTOR_MISMATCH: &str = "`selector` does not match template `labels`";
@@ -45,22 +45,12 @@ pub(super) fn validate_deployment(obj: &Value, old: Option<&Value>) -> Vec<Field
             ("revisionHistoryLimit", spec.revision_history_limit),
         ],
     );
-    errs.extend(apps_selector_and_template(
-        obj,
-        &spec.selector,
-        &spec.template,
-        &p,
-        "deployment",
-        "ReplicaSet",
-    ));
+    errs.extend(apps_selector_and_template(obj, &spec.selector, &spec.template, &p, "deployment", "ReplicaSet"));
     if let Some(strategy) = &spec.strategy {
         errs.extend(deployment_strategy(strategy, &p.child("strategy")));
     }
     if let Some(deadline) = spec.progress_deadline_seconds {
-        errs.extend(non_negative(
-            &p.child("progressDeadlineSeconds"),
-            Some(i64::from(deadline)),
-        ));
+        errs.extend(non_negative(&p.child("progressDeadlineSeconds"), Some(i64::from(deadline))));
         if deadline <= spec.min_ready_seconds.unwrap_or(0) {
             errs.push(FieldError::invalid_raw(
                 p.child("progressDeadlineSeconds"),
@@ -70,12 +60,7 @@ pub(super) fn validate_deployment(obj: &Value, old: Option<&Value>) -> Vec<Field
         }
     }
     if let Some(old) = old {
-        errs.extend(selector_unchanged::<apps::DeploymentSpec>(
-            obj,
-            old,
-            &p,
-            |s| &s.selector,
-        ));
+        errs.extend(selector_unchanged::<apps::DeploymentSpec>(obj, old, &p, |s| &s.selector));
     }
     errs
 }
@@ -83,33 +68,15 @@ pub(super) fn validate_deployment(obj: &Value, old: Option<&Value>) -> Vec<Field
 pub(super) fn validate_replica_set(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let spec: apps::ReplicaSetSpec = decode_or_return!(obj, "spec");
     let p = Path::new("spec");
-    let mut errs = counts(
-        &p,
-        &[
-            ("replicas", spec.replicas),
-            ("minReadySeconds", spec.min_ready_seconds),
-        ],
-    );
+    let mut errs = counts(&p, &[("replicas", spec.replicas), ("minReadySeconds", spec.min_ready_seconds)]);
     match &spec.template {
         Some(template) => {
-            errs.extend(apps_selector_and_template(
-                obj,
-                &spec.selector,
-                template,
-                &p,
-                "deployment",
-                "ReplicaSet",
-            ));
+            errs.extend(apps_selector_and_template(obj, &spec.selector, template, &p, "deployment", "ReplicaSet"));
         }
         None => errs.push(FieldError::required(p.child("template"), "")),
     }
     if let Some(old) = old {
-        errs.extend(selector_unchanged::<apps::ReplicaSetSpec>(
-            obj,
-            old,
-            &p,
-            |s| &s.selector,
-        ));
+        errs.extend(selector_unchanged::<apps::ReplicaSetSpec>(obj, old, &p, |s| &s.selector));
     }
     errs
 }
@@ -119,19 +86,9 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>) -> Vec<Field
     let p = Path::new("spec");
     let mut errs = counts(
         &p,
-        &[
-            ("minReadySeconds", spec.min_ready_seconds),
-            ("revisionHistoryLimit", spec.revision_history_limit),
-        ],
+        &[("minReadySeconds", spec.min_ready_seconds), ("revisionHistoryLimit", spec.revision_history_limit)],
     );
-    errs.extend(apps_selector_and_template(
-        obj,
-        &spec.selector,
-        &spec.template,
-        &p,
-        "daemonset",
-        "DaemonSet",
-    ));
+    errs.extend(apps_selector_and_template(obj, &spec.selector, &spec.template, &p, "daemonset", "DaemonSet"));
     if let Some(strategy) = &spec.update_strategy {
         let sp = p.child("updateStrategy");
         match strategy.type_.as_deref().unwrap_or("") {
@@ -140,16 +97,8 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>) -> Vec<Field
                 None => errs.push(FieldError::required(sp.child("rollingUpdate"), "")),
                 Some(r) => {
                     let rp = sp.child("rollingUpdate");
-                    errs.extend(int_or_percent(
-                        &rp.child("maxUnavailable"),
-                        r.max_unavailable.as_ref(),
-                        true,
-                    ));
-                    errs.extend(int_or_percent(
-                        &rp.child("maxSurge"),
-                        r.max_surge.as_ref(),
-                        true,
-                    ));
+                    errs.extend(int_or_percent(&rp.child("maxUnavailable"), r.max_unavailable.as_ref(), true));
+                    errs.extend(int_or_percent(&rp.child("maxSurge"), r.max_surge.as_ref(), true));
                     let has_unavailable = int_or_percent_value(r.max_unavailable.as_ref()) != 0;
                     let has_surge = int_or_percent_value(r.max_surge.as_ref()) != 0;
                     if has_unavailable && has_surge {
@@ -159,27 +108,15 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>) -> Vec<Field
                             "may not be set when maxUnavailable is non-zero",
                         ));
                     } else if !has_unavailable && !has_surge {
-                        errs.push(FieldError::required(
-                            rp.child("maxUnavailable"),
-                            "cannot be 0 when maxSurge is 0",
-                        ));
+                        errs.push(FieldError::required(rp.child("maxUnavailable"), "cannot be 0 when maxSurge is 0"));
                     }
                 }
             },
-            other => errs.push(FieldError::not_supported(
-                sp,
-                other,
-                &["RollingUpdate", "OnDelete"],
-            )),
+            other => errs.push(FieldError::not_supported(sp, other, &["RollingUpdate", "OnDelete"])),
         }
     }
     if let Some(old) = old {
-        errs.extend(selector_unchanged::<apps::DaemonSetSpec>(
-            obj,
-            old,
-            &p,
-            |s| &s.selector,
-        ));
+        errs.extend(selector_unchanged::<apps::DaemonSetSpec>(obj, old, &p, |s| &s.selector));
     }
     errs
 }
@@ -209,16 +146,9 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>) -> Vec<Fie
         "OnDelete" => {}
         "RollingUpdate" => {
             let partition = strategy.rolling_update.as_ref().and_then(|r| r.partition);
-            errs.extend(non_negative(
-                &sp.child("rollingUpdate").child("partition"),
-                partition.map(i64::from),
-            ));
+            errs.extend(non_negative(&sp.child("rollingUpdate").child("partition"), partition.map(i64::from)));
         }
-        other => errs.push(FieldError::invalid(
-            sp,
-            other,
-            "must be 'RollingUpdate' or 'OnDelete'",
-        )),
+        other => errs.push(FieldError::invalid(sp, other, "must be 'RollingUpdate' or 'OnDelete'")),
     }
     errs.extend(counts(
         &p,
@@ -229,18 +159,8 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>) -> Vec<Fie
         ],
     ));
     let start = spec.ordinals.as_ref().and_then(|o| o.start);
-    errs.extend(non_negative(
-        &p.child("ordinals").child("start"),
-        start.map(i64::from),
-    ));
-    errs.extend(apps_selector_and_template(
-        obj,
-        &spec.selector,
-        &spec.template,
-        &p,
-        "statefulset",
-        "StatefulSet",
-    ));
+    errs.extend(non_negative(&p.child("ordinals").child("start"), start.map(i64::from)));
+    errs.extend(apps_selector_and_template(obj, &spec.selector, &spec.template, &p, "statefulset", "StatefulSet"));
     if let Some(old) = old {
         match decode::<apps::StatefulSetSpec>(old, "spec") {
             Ok(old_spec) => {
@@ -281,9 +201,7 @@ pub(super) fn validate_replication_controller(obj: &Value) -> Vec<FieldError> {
         return errs;
     };
     let template_labels = template_labels(template);
-    let matches = selector
-        .iter()
-        .all(|(k, v)| template_labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+    let matches = selector.iter().all(|(k, v)| template_labels.as_ref().and_then(|l| l.get(k)) == Some(v));
     if !selector.is_empty() && !matches {
         errs.push(invalid_rendered(
             &tp.child("metadata").child("labels"),
@@ -292,11 +210,7 @@ pub(super) fn validate_replication_controller(obj: &Value) -> Vec<FieldError> {
         ));
     }
     errs.extend(validate_pod_template(template, &tp));
-    errs.extend(restart_always_template(
-        template,
-        &tp,
-        "ReplicationController",
-    ));
+    errs.extend(restart_always_template(template, &tp, "ReplicationController"));
     errs
 }
 
@@ -341,10 +255,7 @@ pub(super) fn validate_cron_job(obj: &Value) -> Vec<FieldError> {
             ));
         }
     }
-    errs.extend(non_negative(
-        &p.child("startingDeadlineSeconds"),
-        spec.starting_deadline_seconds,
-    ));
+    errs.extend(non_negative(&p.child("startingDeadlineSeconds"), spec.starting_deadline_seconds));
     errs.extend(supported_value(
         &p.child("concurrencyPolicy"),
         spec.concurrency_policy.as_deref(),
@@ -353,10 +264,7 @@ pub(super) fn validate_cron_job(obj: &Value) -> Vec<FieldError> {
     errs.extend(counts(
         &p,
         &[
-            (
-                "successfulJobsHistoryLimit",
-                spec.successful_jobs_history_limit,
-            ),
+            ("successfulJobsHistoryLimit", spec.successful_jobs_history_limit),
             ("failedJobsHistoryLimit", spec.failed_jobs_history_limit),
         ],
     ));
@@ -368,10 +276,7 @@ pub(super) fn validate_cron_job(obj: &Value) -> Vec<FieldError> {
 // ---- shared rules ---------------------------------------------------------------------------
 
 fn counts(path: &Path, fields: &[(&str, Option<i32>)]) -> Vec<FieldError> {
-    fields
-        .iter()
-        .filter_map(|(name, value)| non_negative(&path.child(name), value.map(i64::from)))
-        .collect()
+    fields.iter().filter_map(|(name, value)| non_negative(&path.child(name), value.map(i64::from))).collect()
 }
 
 /// apps/v1: a required, valid, non-empty selector that matches the template's labels, and a
@@ -402,23 +307,13 @@ fn apps_selector_and_template(
     }
     let tp = path.child("template");
     let template_labels = template_labels(template);
-    let parsed = if has_selector {
-        Some(labels::LabelSelector::from_label_selector(selector))
-    } else {
-        None
-    };
+    let parsed = if has_selector { Some(labels::LabelSelector::from_label_selector(selector)) } else { None };
     match parsed {
         Some(Err(_)) => {
-            errs.push(invalid_rendered(
-                &sp,
-                go_label_selector(Some(selector)),
-                "invalid label selector",
-            ));
+            errs.push(invalid_rendered(&sp, go_label_selector(Some(selector)), "invalid label selector"));
         }
         // A missing selector selects nothing, so it matches no template either.
-        Some(Ok(sel))
-            if sel.is_empty()
-                || sel.matches(template_labels.as_ref().unwrap_or(&BTreeMap::new())) => {}
+        Some(Ok(sel)) if sel.is_empty() || sel.matches(template_labels.as_ref().unwrap_or(&BTreeMap::new())) => {}
         _ => errs.push(invalid_rendered(
             &tp.child("metadata").child("labels"),
             go_string_map(template_labels.as_ref()),
@@ -431,20 +326,12 @@ fn apps_selector_and_template(
 }
 
 /// Pods of long-running workloads must restart `Always` and have no deadline.
-fn restart_always_template(
-    template: &core::PodTemplateSpec,
-    path: &Path,
-    kind: &str,
-) -> Vec<FieldError> {
+fn restart_always_template(template: &core::PodTemplateSpec, path: &Path, kind: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = template.spec.clone().unwrap_or_default();
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("");
     if restart_policy != "Always" {
-        errs.push(FieldError::not_supported(
-            path.child("spec").child("restartPolicy"),
-            restart_policy,
-            &["Always"],
-        ));
+        errs.push(FieldError::not_supported(path.child("spec").child("restartPolicy"), restart_policy, &["Always"]));
     }
     if spec.active_deadline_seconds.is_some() {
         errs.push(FieldError::forbidden(
@@ -460,33 +347,23 @@ fn template_labels(template: &core::PodTemplateSpec) -> Option<BTreeMap<String, 
 }
 
 fn selector_is_empty(selector: &LabelSelector) -> bool {
-    selector
-        .match_labels
-        .as_ref()
-        .is_none_or(BTreeMap::is_empty)
-        && selector
-            .match_expressions
-            .as_ref()
-            .is_none_or(Vec::is_empty)
+    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
 }
 
 /// Upstream compares selectors treating empty and absent lists and maps alike.
 fn normalized(selector: &LabelSelector) -> LabelSelector {
     LabelSelector {
         match_labels: selector.match_labels.clone().filter(|m| !m.is_empty()),
-        match_expressions: selector
-            .match_expressions
-            .clone()
-            .filter(|e| !e.is_empty())
-            .map(|exprs| {
-                exprs
-                    .into_iter()
-                    .map(|mut e| {
-                        e.values = e.values.filter(|v| !v.is_empty());
-                        e
-                    })
-                    .collect()
-            }),
+        match_expressions: selector.match_expressions.clone().filter(|e| !e.is_empty()).map(|exprs| {
+            exprs
+                .into_iter()
+                .map(|mut e| {
+                    e.values = e.values.filter(|v| !v.is_empty());
+                    e
+                })
+                .collect()
+        }),
     }
 }
 
@@ -503,13 +380,8 @@ fn selector_unchanged<T: serde::de::DeserializeOwned>(
         Err(e) => return Some(e),
     };
     let (new, old) = (selector(&new_spec), selector(&old_spec));
-    (normalized(new) != normalized(old)).then(|| {
-        invalid_rendered(
-            &path.child("selector"),
-            go_label_selector(Some(new)),
-            FIELD_IMMUTABLE,
-        )
-    })
+    (normalized(new) != normalized(old))
+        .then(|| invalid_rendered(&path.child("selector"), go_label_selector(Some(new)), FIELD_IMMUTABLE))
 }
 
 /// `metav1.LabelSelector`: operators with the right number of values, qualified keys, valid
@@ -520,38 +392,21 @@ pub(super) fn validate_label_selector(selector: &LabelSelector, path: &Path) -> 
         let p = path.child("matchExpressions").index(i);
         let values = expr.values.as_deref().unwrap_or_default();
         match expr.operator.as_str() {
-            "In" | "NotIn" if values.is_empty() => errs.push(FieldError::required(
-                p.child("values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
+            "In" | "NotIn" if values.is_empty() => errs
+                .push(FieldError::required(p.child("values"), "must be specified when `operator` is 'In' or 'NotIn'")),
             "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(FieldError::forbidden(
                 p.child("values"),
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
             )),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            other => errs.push(FieldError::invalid(
-                p.child("operator"),
-                other,
-                "not a valid selector operator",
-            )),
+            other => errs.push(FieldError::invalid(p.child("operator"), other, "not a valid selector operator")),
         }
-        errs.extend(name_errors(
-            &p.child("key"),
-            &expr.key,
-            names::is_qualified_name(&expr.key),
-        ));
+        errs.extend(name_errors(&p.child("key"), &expr.key, names::is_qualified_name(&expr.key)));
         for (j, value) in values.iter().enumerate() {
-            errs.extend(name_errors(
-                &p.child("values").index(j),
-                value,
-                names::is_valid_label_value(value),
-            ));
+            errs.extend(name_errors(&p.child("values").index(j), value, names::is_valid_label_value(value)));
         }
     }
-    errs.extend(validate_labels(
-        &path.child("matchLabels"),
-        selector.match_labels.as_ref(),
-    ));
+    errs.extend(validate_labels(&path.child("matchLabels"), selector.match_labels.as_ref()));
     errs
 }
 
@@ -566,22 +421,12 @@ fn deployment_strategy(strategy: &apps::DeploymentStrategy, path: &Path) -> Vec<
         )),
         "Recreate" => {}
         "RollingUpdate" => match &strategy.rolling_update {
-            None => errs.push(FieldError::required(
-                path.child("rollingUpdate"),
-                "this should be defaulted and never be nil",
-            )),
+            None => errs
+                .push(FieldError::required(path.child("rollingUpdate"), "this should be defaulted and never be nil")),
             Some(r) => {
                 let rp = path.child("rollingUpdate");
-                errs.extend(int_or_percent(
-                    &rp.child("maxUnavailable"),
-                    r.max_unavailable.as_ref(),
-                    true,
-                ));
-                errs.extend(int_or_percent(
-                    &rp.child("maxSurge"),
-                    r.max_surge.as_ref(),
-                    false,
-                ));
+                errs.extend(int_or_percent(&rp.child("maxUnavailable"), r.max_unavailable.as_ref(), true));
+                errs.extend(int_or_percent(&rp.child("maxSurge"), r.max_surge.as_ref(), false));
                 if int_or_percent_value(r.max_unavailable.as_ref()) == 0
                     && int_or_percent_value(r.max_surge.as_ref()) == 0
                 {
@@ -593,11 +438,7 @@ fn deployment_strategy(strategy: &apps::DeploymentStrategy, path: &Path) -> Vec<
                 }
             }
         },
-        other => errs.push(FieldError::not_supported(
-            path,
-            other,
-            &["Recreate", "RollingUpdate"],
-        )),
+        other => errs.push(FieldError::not_supported(path, other, &["Recreate", "RollingUpdate"])),
     }
     errs
 }
@@ -652,21 +493,11 @@ fn job_spec(spec: &batch::JobSpec, path: &Path) -> Vec<FieldError> {
             ("ttlSecondsAfterFinished", spec.ttl_seconds_after_finished),
         ],
     );
-    errs.extend(non_negative(
-        &path.child("activeDeadlineSeconds"),
-        spec.active_deadline_seconds,
-    ));
+    errs.extend(non_negative(&path.child("activeDeadlineSeconds"), spec.active_deadline_seconds));
     let mode = spec.completion_mode.as_deref();
-    errs.extend(optional_supported_value(
-        &path.child("completionMode"),
-        mode,
-        &["NonIndexed", "Indexed"],
-    ));
+    errs.extend(optional_supported_value(&path.child("completionMode"), mode, &["NonIndexed", "Indexed"]));
     if mode == Some("Indexed") && spec.completions.is_none() {
-        errs.push(FieldError::required(
-            path.child("completions"),
-            "when completion mode is Indexed",
-        ));
+        errs.push(FieldError::required(path.child("completions"), "when completion mode is Indexed"));
     }
     errs.extend(optional_supported_value(
         &path.child("podReplacementPolicy"),
@@ -682,14 +513,8 @@ fn job_spec(spec: &batch::JobSpec, path: &Path) -> Vec<FieldError> {
         Some(selector) => {
             errs.extend(validate_label_selector(selector, &sp));
             match labels::LabelSelector::from_label_selector(selector) {
-                Err(_) => errs.push(invalid_rendered(
-                    &sp,
-                    go_label_selector(Some(selector)),
-                    "invalid label selector",
-                )),
-                Ok(sel)
-                    if sel.is_empty()
-                        || sel.matches(template_labels.as_ref().unwrap_or(&BTreeMap::new())) => {}
+                Err(_) => errs.push(invalid_rendered(&sp, go_label_selector(Some(selector)), "invalid label selector")),
+                Ok(sel) if sel.is_empty() || sel.matches(template_labels.as_ref().unwrap_or(&BTreeMap::new())) => {}
                 Ok(_) => errs.push(invalid_rendered(
                     &tp.child("metadata").child("labels"),
                     go_string_map(template_labels.as_ref()),
@@ -699,12 +524,7 @@ fn job_spec(spec: &batch::JobSpec, path: &Path) -> Vec<FieldError> {
         }
     }
     errs.extend(validate_pod_template(&spec.template, &tp));
-    let restart_policy = spec
-        .template
-        .spec
-        .as_ref()
-        .and_then(|s| s.restart_policy.as_deref())
-        .unwrap_or("");
+    let restart_policy = spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("");
     if !matches!(restart_policy, "OnFailure" | "Never") {
         errs.push(FieldError::not_supported(
             tp.child("spec").child("restartPolicy"),
@@ -718,53 +538,26 @@ fn job_spec(spec: &batch::JobSpec, path: &Path) -> Vec<FieldError> {
 /// The selector, completion mode, completions (unless an indexed job is scaled elastically)
 /// and template are fixed; a suspended job that never started may still change its pods'
 /// scheduling directives, labels and annotations.
-fn job_update(
-    new: &batch::JobSpec,
-    old: &batch::JobSpec,
-    old_obj: &Value,
-    path: &Path,
-) -> Vec<FieldError> {
+fn job_update(new: &batch::JobSpec, old: &batch::JobSpec, old_obj: &Value, path: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let (new_sel, old_sel) = (
-        new.selector.as_ref().map(normalized),
-        old.selector.as_ref().map(normalized),
-    );
+    let (new_sel, old_sel) = (new.selector.as_ref().map(normalized), old.selector.as_ref().map(normalized));
     if new_sel != old_sel {
-        errs.push(invalid_rendered(
-            &path.child("selector"),
-            go_label_selector(new.selector.as_ref()),
-            FIELD_IMMUTABLE,
-        ));
+        errs.push(invalid_rendered(&path.child("selector"), go_label_selector(new.selector.as_ref()), FIELD_IMMUTABLE));
     }
     if new.completion_mode != old.completion_mode {
         let mode = new.completion_mode.as_deref().unwrap_or("");
-        errs.push(FieldError::invalid(
-            path.child("completionMode"),
-            mode,
-            FIELD_IMMUTABLE,
-        ));
+        errs.push(FieldError::invalid(path.child("completionMode"), mode, FIELD_IMMUTABLE));
     }
-    let elastic =
-        new.completion_mode.as_deref() == Some("Indexed") && new.completions == new.parallelism;
+    let elastic = new.completion_mode.as_deref() == Some("Indexed") && new.completions == new.parallelism;
     if new.completions != old.completions && !elastic {
-        let value = new
-            .completions
-            .map_or_else(|| "null".to_string(), |c| c.to_string());
-        errs.push(FieldError::invalid_raw(
-            path.child("completions"),
-            value,
-            FIELD_IMMUTABLE,
-        ));
+        let value = new.completions.map_or_else(|| "null".to_string(), |c| c.to_string());
+        errs.push(FieldError::invalid_raw(path.child("completions"), value, FIELD_IMMUTABLE));
     }
     let mut template = new.template.clone();
-    let never_started = old_obj
-        .pointer("/status/startTime")
-        .is_none_or(Value::is_null);
+    let never_started = old_obj.pointer("/status/startTime").is_none_or(Value::is_null);
     if old.suspend == Some(true) && never_started {
-        let (new_meta, old_meta) = (
-            template.metadata.get_or_insert_with(Default::default),
-            old.template.metadata.clone().unwrap_or_default(),
-        );
+        let (new_meta, old_meta) =
+            (template.metadata.get_or_insert_with(Default::default), old.template.metadata.clone().unwrap_or_default());
         new_meta.labels = old_meta.labels;
         new_meta.annotations = old_meta.annotations;
         if let (Some(spec), Some(old_spec)) = (template.spec.as_mut(), old.template.spec.as_ref()) {
@@ -779,11 +572,7 @@ fn job_update(
     }
     if template != old.template {
         let rendered = serde_json::to_string(&new.template).unwrap_or_default();
-        errs.push(invalid_rendered(
-            &path.child("template"),
-            rendered,
-            FIELD_IMMUTABLE,
-        ));
+        errs.push(invalid_rendered(&path.child("template"), rendered, FIELD_IMMUTABLE));
     }
     errs
 }

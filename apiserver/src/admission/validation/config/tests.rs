@@ -32,11 +32,7 @@ fn config_map_rules() {
             json!({"data": {"app.properties": "a=b", "KEY_1": "v"}, "binaryData": {"logo.png": "iVBORw0K"}}),
             vec![],
         ),
-        (
-            "keys",
-            json!({"data": {"a b": "v"}}),
-            vec![format!("data[a b]: Invalid value: \"a b\": {KEY_ERROR}")],
-        ),
+        ("keys", json!({"data": {"a b": "v"}}), vec![format!("data[a b]: Invalid value: \"a b\": {KEY_ERROR}")]),
         (
             "keys are not dot-dot",
             json!({"data": {"..data": "v"}}),
@@ -45,9 +41,7 @@ fn config_map_rules() {
         (
             "binary keys",
             json!({"binaryData": {"a/b": "AA=="}}),
-            vec![format!(
-                "binaryData[a/b]: Invalid value: \"a/b\": {KEY_ERROR}"
-            )],
+            vec![format!("binaryData[a/b]: Invalid value: \"a/b\": {KEY_ERROR}")],
         ),
         (
             "keys are in one map",
@@ -64,11 +58,7 @@ fn config_map_rules() {
         ),
     ];
     for (what, fields, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "ConfigMap", &config_map(fields), None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "ConfigMap", &config_map(fields), None), want, "{what}");
     }
 }
 
@@ -94,18 +84,11 @@ fn immutable_config_maps_keep_their_data() {
         ),
     ];
     for (what, fields, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "ConfigMap", &config_map(fields), Some(&old)),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "ConfigMap", &config_map(fields), Some(&old)), want, "{what}");
     }
     let mutable = config_map(json!({"data": {"k": "v"}}));
     let changed = config_map(json!({"data": {"k": "w"}}));
-    assert_eq!(
-        errors_after_defaults("", "ConfigMap", &changed, Some(&mutable)),
-        Vec::<String>::new()
-    );
+    assert_eq!(errors_after_defaults("", "ConfigMap", &changed, Some(&mutable)), Vec::<String>::new());
 }
 
 #[test]
@@ -117,26 +100,27 @@ fn secret_rules() {
         ("keys", json!({"data": {"pass word": "eA=="}}), vec![format!("data[pass word]: Invalid value: \"pass word\": {KEY_ERROR}")]),
         ("string data keys", json!({"stringData": {"a:b": "x"}}), vec![format!("stringData[a:b]: Invalid value: \"a:b\": {KEY_ERROR}")]),
         ("tls needs both halves", json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "eA=="}}), vec!["data[tls.key]: Required value".into()]),
-        ("basic auth needs a username or password", json!({"type": "kubernetes.io/basic-auth", "data": {}}), vec![
-            "data[username]: Required value".into(),
-            "data[password]: Required value".into(),
-        ]),
+        (
+            "basic auth needs a username or password",
+            json!({"type": "kubernetes.io/basic-auth", "data": {}}),
+            vec!["data[username]: Required value".into(), "data[password]: Required value".into()],
+        ),
         ("basic auth with a password", json!({"type": "kubernetes.io/basic-auth", "stringData": {"password": "x"}}), vec![]),
         ("ssh needs a key", json!({"type": "kubernetes.io/ssh-auth"}), vec!["data[ssh-privatekey]: Required value".into()]),
-        ("docker config is JSON", json!({"type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": "{"}}), vec![
-            "data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": EOF while parsing an object at line 1 column 1".into(),
-        ]),
-        ("service account tokens name their account", json!({"type": "kubernetes.io/service-account-token"}), vec![
-            "metadata.annotations[kubernetes.io/service-account.name]: Required value".into(),
-        ]),
+        (
+            "docker config is JSON",
+            json!({"type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": "{"}}),
+            vec!["data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": EOF while parsing an object at line 1 column 1".into()],
+        ),
+        (
+            "service account tokens name their account",
+            json!({"type": "kubernetes.io/service-account-token"}),
+            vec!["metadata.annotations[kubernetes.io/service-account.name]: Required value".into()],
+        ),
         ("at most 1 MiB", json!({"stringData": {"a": "x".repeat(1024 * 1024 + 1)}}), vec!["data: Too long: may not be more than 1048576 bytes".into()]),
     ];
     for (what, fields, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "Secret", &secret(fields), None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "Secret", &secret(fields), None), want, "{what}");
     }
 }
 
@@ -144,12 +128,7 @@ fn secret_rules() {
 fn secret_updates() {
     // (what, old fields, new fields, expected messages)
     let cases: Vec<(&str, Value, Value, Vec<&str>)> = vec![
-        (
-            "data may change",
-            json!({"data": {"k": "eA=="}}),
-            json!({"data": {"k": "eQ=="}}),
-            vec![],
-        ),
+        ("data may change", json!({"data": {"k": "eA=="}}), json!({"data": {"k": "eQ=="}}), vec![]),
         (
             "types are fixed",
             json!({"data": {"k": "eA=="}}),
@@ -164,10 +143,6 @@ fn secret_updates() {
         ),
     ];
     for (what, old, new, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "Secret", &secret(new), Some(&secret(old))),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "Secret", &secret(new), Some(&secret(old))), want, "{what}");
     }
 }

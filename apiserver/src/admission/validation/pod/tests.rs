@@ -175,16 +175,8 @@ fn pod_updates() {
     // (what, patch to the old spec, expected messages; a trailing `*` matches any rest)
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         ("nothing changed", json!({}), vec![]),
-        (
-            "images may change",
-            json!({"containers": [{"name": "web", "image": "nginx:1.27"}]}),
-            vec![],
-        ),
-        (
-            "deadlines may be set",
-            json!({"activeDeadlineSeconds": 100}),
-            vec![],
-        ),
+        ("images may change", json!({"containers": [{"name": "web", "image": "nginx:1.27"}]}), vec![]),
+        ("deadlines may be set", json!({"activeDeadlineSeconds": 100}), vec![]),
         (
             "tolerations may be added",
             json!({"tolerations": [
@@ -201,9 +193,7 @@ fn pod_updates() {
         (
             "tolerations may not be removed",
             json!({"tolerations": []}),
-            vec![
-                "spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds",
-            ],
+            vec!["spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"],
         ),
         (
             "other fields may not change",
@@ -225,9 +215,7 @@ fn pod_updates() {
         (
             "ephemeral containers have no ports",
             json!({"ephemeralContainers": [{"name": "debug", "image": "busybox", "ports": [{"containerPort": 80}]}]}),
-            vec![
-                "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container",
-            ],
+            vec!["spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container"],
         ),
         (
             "images may not be emptied",
@@ -250,9 +238,7 @@ fn deadline_updates() {
         (
             json!(100),
             json!(200),
-            vec![
-                "spec.activeDeadlineSeconds: Invalid value: 200: must be less than or equal to previous value",
-            ],
+            vec!["spec.activeDeadlineSeconds: Invalid value: 200: must be less than or equal to previous value"],
         ),
         (
             json!(100),
@@ -263,14 +249,8 @@ fn deadline_updates() {
         ),
     ];
     for (old, new, want) in cases {
-        let spec =
-            |deadline: Value| json!({"containers": [web()], "activeDeadlineSeconds": deadline});
-        let got = errors_after_defaults(
-            "",
-            "Pod",
-            &pod(spec(new.clone())),
-            Some(&pod(spec(old.clone()))),
-        );
+        let spec = |deadline: Value| json!({"containers": [web()], "activeDeadlineSeconds": deadline});
+        let got = errors_after_defaults("", "Pod", &pod(spec(new.clone())), Some(&pod(spec(old.clone()))));
         assert_eq!(got, want, "{old} -> {new}");
     }
 }
@@ -283,46 +263,28 @@ fn ephemeral_containers_stay() {
     // (what, new ephemeral containers, expected messages)
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         ("kept", json!([debug]), vec![]),
-        (
-            "another added",
-            json!([debug, {"name": "debug2", "image": "busybox"}]),
-            vec![],
-        ),
+        ("another added", json!([debug, {"name": "debug2", "image": "busybox"}]), vec![]),
         (
             "removed",
             json!([]),
-            vec![
-                "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debug\" may not be removed",
-            ],
+            vec!["spec.ephemeralContainers: Forbidden: existing ephemeral containers \"debug\" may not be removed"],
         ),
         (
             "changed",
             json!([{"name": "debug", "image": "alpine"}]),
-            vec![
-                "spec.ephemeralContainers[0]: Forbidden: existing ephemeral containers \"debug\" may not be changed",
-            ],
+            vec!["spec.ephemeralContainers[0]: Forbidden: existing ephemeral containers \"debug\" may not be changed"],
         ),
     ];
     for (what, ephemeral, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "Pod", &pod(spec(ephemeral)), Some(&old)),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "Pod", &pod(spec(ephemeral)), Some(&old)), want, "{what}");
     }
 }
 
 #[test]
 fn a_negative_grace_period_may_become_one() {
     let spec = |grace: i64| json!({"containers": [web()], "terminationGracePeriodSeconds": grace});
-    assert_eq!(
-        errors_after_defaults("", "Pod", &pod(spec(1)), Some(&pod(spec(-1)))),
-        Vec::<String>::new()
-    );
+    assert_eq!(errors_after_defaults("", "Pod", &pod(spec(1)), Some(&pod(spec(-1)))), Vec::<String>::new());
     let got = errors_after_defaults("", "Pod", &pod(spec(5)), Some(&pod(spec(30))));
     assert_eq!(got.len(), 1);
-    assert!(
-        got[0].starts_with("spec: Forbidden: pod updates may not change fields other than"),
-        "{got:?}"
-    );
+    assert!(got[0].starts_with("spec: Forbidden: pod updates may not change fields other than"), "{got:?}");
 }

@@ -90,11 +90,7 @@ fn service_rules() {
         ),
     ];
     for (what, patch, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "Service", &service(patch), None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "Service", &service(patch), None), want, "{what}");
     }
 }
 
@@ -103,47 +99,26 @@ fn service_updates() {
     let allocated = json!({"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"]});
     // (what, old patch, new patch, expected messages)
     let cases: Vec<(&str, Value, Value, Vec<&str>)> = vec![
-        (
-            "ports may change",
-            allocated.clone(),
-            json!({"ports": [{"port": 8080}]}),
-            vec![],
-        ),
+        ("ports may change", allocated.clone(), json!({"ports": [{"port": 8080}]}), vec![]),
         (
             "cluster IPs are fixed",
             allocated.clone(),
             json!({"clusterIP": "10.96.0.11", "clusterIPs": ["10.96.0.11"]}),
-            vec![
-                "spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.11\"}: may not change once set",
-            ],
+            vec!["spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.11\"}: may not change once set"],
         ),
         (
             "an edit of clusterIP alone is a change",
             allocated.clone(),
             json!({"clusterIP": "10.96.0.12"}),
-            vec![
-                "spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.12\"}: may not change once set",
-            ],
+            vec!["spec.clusterIPs[0]: Invalid value: []string{\"10.96.0.12\"}: may not change once set"],
         ),
-        (
-            "left-out cluster IPs are kept",
-            allocated.clone(),
-            json!({"clusterIP": null, "clusterIPs": null}),
-            vec![],
-        ),
-        (
-            "a second IP may be added",
-            allocated.clone(),
-            json!({"clusterIPs": ["10.96.0.10", "fd00::10"]}),
-            vec![],
-        ),
+        ("left-out cluster IPs are kept", allocated.clone(), json!({"clusterIP": null, "clusterIPs": null}), vec![]),
+        ("a second IP may be added", allocated.clone(), json!({"clusterIPs": ["10.96.0.10", "fd00::10"]}), vec![]),
         (
             "the primary IP stays first",
             allocated.clone(),
             json!({"clusterIPs": ["fd00::10", "10.96.0.10"]}),
-            vec![
-                "spec.clusterIPs[0]: Invalid value: []string{\"fd00::10\", \"10.96.0.10\"}: may not change once set",
-            ],
+            vec!["spec.clusterIPs[0]: Invalid value: []string{\"fd00::10\", \"10.96.0.10\"}: may not change once set"],
         ),
         (
             "a service may become an external name",
@@ -151,20 +126,11 @@ fn service_updates() {
             json!({"type": "ExternalName", "externalName": "db.example.com", "clusterIP": null, "clusterIPs": null, "ipFamilies": null, "ipFamilyPolicy": null, "internalTrafficPolicy": null}),
             vec![],
         ),
-        (
-            "headless stays headless",
-            json!({"clusterIP": "None", "clusterIPs": ["None"]}),
-            json!({}),
-            vec![],
-        ),
+        ("headless stays headless", json!({"clusterIP": "None", "clusterIPs": ["None"]}), json!({}), vec![]),
     ];
     for (what, old_patch, new_patch, want) in cases {
         let old = service(old_patch);
         let new = merged(&old, &json!({"spec": new_patch}));
-        assert_eq!(
-            errors_after_defaults("", "Service", &new, Some(&old)),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "Service", &new, Some(&old)), want, "{what}");
     }
 }

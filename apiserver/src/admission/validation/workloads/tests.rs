@@ -32,12 +32,7 @@ fn apps_rules() {
     let cases: Vec<(&str, &str, Value, Vec<&str>)> = vec![
         ("valid deployment", "Deployment", json!({}), vec![]),
         ("valid replica set", "ReplicaSet", json!({}), vec![]),
-        (
-            "valid stateful set",
-            "StatefulSet",
-            json!({"serviceName": "web"}),
-            vec![],
-        ),
+        ("valid stateful set", "StatefulSet", json!({"serviceName": "web"}), vec![]),
         ("valid daemon set", "DaemonSet", json!({}), vec![]),
         (
             "selector is required",
@@ -51,12 +46,7 @@ fn apps_rules() {
             json!({"selector": null}),
             vec!["spec.selector: Required value", MISMATCH],
         ),
-        (
-            "selector must match",
-            "Deployment",
-            json!({"selector": {"matchLabels": {"app": "y"}}}),
-            vec![MISMATCH],
-        ),
+        ("selector must match", "Deployment", json!({"selector": {"matchLabels": {"app": "y"}}}), vec![MISMATCH]),
         (
             "stateful set selector must match",
             "StatefulSet",
@@ -111,9 +101,7 @@ fn apps_rules() {
             "pods restart Always",
             "ReplicaSet",
             json!({"template": {"spec": {"restartPolicy": "OnFailure"}}}),
-            vec![
-                "spec.template.spec.restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
-            ],
+            vec!["spec.template.spec.restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\""],
         ),
         (
             "templates have no deadline",
@@ -165,25 +153,19 @@ fn apps_rules() {
             "recreate has no rolling update",
             "Deployment",
             json!({"strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}}),
-            vec![
-                "spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
-            ],
+            vec!["spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'"],
         ),
         (
             "strategy types",
             "Deployment",
             json!({"strategy": {"type": "BlueGreen"}}),
-            vec![
-                "spec.strategy: Unsupported value: \"BlueGreen\": supported values: \"Recreate\", \"RollingUpdate\"",
-            ],
+            vec!["spec.strategy: Unsupported value: \"BlueGreen\": supported values: \"Recreate\", \"RollingUpdate\""],
         ),
         (
             "progress deadline beyond min ready",
             "Deployment",
             json!({"minReadySeconds": 700}),
-            vec![
-                "spec.progressDeadlineSeconds: Invalid value: 600: must be greater than minReadySeconds",
-            ],
+            vec!["spec.progressDeadlineSeconds: Invalid value: 600: must be greater than minReadySeconds"],
         ),
         (
             "daemon set strategy types",
@@ -205,25 +187,17 @@ fn apps_rules() {
             "pod management policies",
             "StatefulSet",
             json!({"podManagementPolicy": "Random"}),
-            vec![
-                "spec.podManagementPolicy: Invalid value: \"Random\": must be 'OrderedReady' or 'Parallel'",
-            ],
+            vec!["spec.podManagementPolicy: Invalid value: \"Random\": must be 'OrderedReady' or 'Parallel'"],
         ),
         (
             "stateful set strategies",
             "StatefulSet",
             json!({"updateStrategy": {"type": "Sometimes"}}),
-            vec![
-                "spec.updateStrategy: Invalid value: \"Sometimes\": must be 'RollingUpdate' or 'OnDelete'",
-            ],
+            vec!["spec.updateStrategy: Invalid value: \"Sometimes\": must be 'RollingUpdate' or 'OnDelete'"],
         ),
     ];
     for (what, kind, patch, want) in cases {
-        assert_eq!(
-            errors_after_defaults("apps", kind, &apps(kind, patch), None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("apps", kind, &apps(kind, patch), None), want, "{what}");
     }
 }
 
@@ -236,42 +210,17 @@ fn apps_updates() {
     let immutable = "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"y\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable";
     // (what, kind, patch to the stored object, expected messages)
     let cases: Vec<(&str, &str, Value, Vec<&str>)> = vec![
-        (
-            "deployments scale",
-            "Deployment",
-            json!({"replicas": 5}),
-            vec![],
-        ),
+        ("deployments scale", "Deployment", json!({"replicas": 5}), vec![]),
         (
             "deployment templates change",
             "Deployment",
             json!({"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}),
             vec![],
         ),
-        (
-            "deployment selectors are fixed",
-            "Deployment",
-            changed_selector.clone(),
-            vec![immutable],
-        ),
-        (
-            "replica set selectors are fixed",
-            "ReplicaSet",
-            changed_selector.clone(),
-            vec![immutable],
-        ),
-        (
-            "daemon set selectors are fixed",
-            "DaemonSet",
-            changed_selector.clone(),
-            vec![immutable],
-        ),
-        (
-            "an empty list is no change",
-            "Deployment",
-            json!({"selector": {"matchExpressions": []}}),
-            vec![],
-        ),
+        ("deployment selectors are fixed", "Deployment", changed_selector.clone(), vec![immutable]),
+        ("replica set selectors are fixed", "ReplicaSet", changed_selector.clone(), vec![immutable]),
+        ("daemon set selectors are fixed", "DaemonSet", changed_selector.clone(), vec![immutable]),
+        ("an empty list is no change", "Deployment", json!({"selector": {"matchExpressions": []}}), vec![]),
         (
             "stateful sets scale",
             "StatefulSet",
@@ -290,11 +239,7 @@ fn apps_updates() {
     for (what, kind, patch, want) in cases {
         let old = apps(kind, json!({}));
         let new = merged(&old, &json!({"spec": patch}));
-        assert_eq!(
-            errors_after_defaults("apps", kind, &new, Some(&old)),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("apps", kind, &new, Some(&old)), want, "{what}");
     }
 }
 
@@ -303,11 +248,7 @@ fn replication_controller_rules() {
     let rc = |spec: Value| json!({"apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"}, "spec": spec});
     // (what, spec, expected messages)
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
-        (
-            "selector defaults from the template",
-            json!({"template": template()}),
-            vec![],
-        ),
+        ("selector defaults from the template", json!({"template": template()}), vec![]),
         (
             "selector must match",
             json!({"selector": {"app": "y"}, "template": template()}),
@@ -315,11 +256,7 @@ fn replication_controller_rules() {
                 "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"x\"}: selector does not match labels in spec.template",
             ],
         ),
-        (
-            "template is required",
-            json!({"selector": {"app": "x"}}),
-            vec!["spec.template: Required value"],
-        ),
+        ("template is required", json!({"selector": {"app": "x"}}), vec!["spec.template: Required value"]),
         (
             "replicas are not negative",
             json!({"replicas": -1, "template": template()}),
@@ -327,11 +264,7 @@ fn replication_controller_rules() {
         ),
     ];
     for (what, spec, want) in cases {
-        assert_eq!(
-            errors_after_defaults("", "ReplicationController", &rc(spec), None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("", "ReplicationController", &rc(spec), None), want, "{what}");
     }
 }
 
@@ -367,11 +300,7 @@ fn job_rules() {
             json!({"completionMode": "Indexed", "parallelism": 2}),
             vec!["spec.completions: Required value: when completion mode is Indexed"],
         ),
-        (
-            "manual selectors are required",
-            json!({"manualSelector": true}),
-            vec!["spec.selector: Required value"],
-        ),
+        ("manual selectors are required", json!({"manualSelector": true}), vec!["spec.selector: Required value"]),
         (
             "manual selectors must match",
             json!({"manualSelector": true, "selector": {"matchLabels": {"app": "y"}}}),
@@ -379,11 +308,7 @@ fn job_rules() {
         ),
     ];
     for (what, patch, want) in cases {
-        assert_eq!(
-            errors_after_defaults("batch", "Job", &job(patch), None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("batch", "Job", &job(patch), None), want, "{what}");
     }
 }
 
@@ -391,18 +316,8 @@ fn job_rules() {
 fn job_updates() {
     // (what, old patch, new patch, expected messages; a trailing '*' matches any rest)
     let cases: Vec<(&str, Value, Value, Vec<&str>)> = vec![
-        (
-            "jobs may be suspended",
-            json!({}),
-            json!({"suspend": true}),
-            vec![],
-        ),
-        (
-            "parallelism may change",
-            json!({}),
-            json!({"parallelism": 4}),
-            vec![],
-        ),
+        ("jobs may be suspended", json!({}), json!({"suspend": true}), vec![]),
+        ("parallelism may change", json!({}), json!({"parallelism": 4}), vec![]),
         (
             "completions are fixed",
             json!({}),
@@ -433,19 +348,13 @@ fn job_updates() {
     ];
     for (what, old_patch, new_patch, want) in cases {
         // As stored: both counts defaulted to 1.
-        let old = merged(
-            &job(json!({"completions": 1, "parallelism": 1})),
-            &json!({"spec": old_patch}),
-        );
+        let old = merged(&job(json!({"completions": 1, "parallelism": 1})), &json!({"spec": old_patch}));
         let new = merged(&old, &json!({"spec": new_patch}));
         let got = errors_after_defaults("batch", "Job", &new, Some(&old));
         assert_eq!(got.len(), want.len(), "{what}: {got:#?}");
         for (g, w) in got.iter().zip(&want) {
             match w.strip_suffix('*') {
-                Some(prefix) => assert!(
-                    g.starts_with(prefix) && g.ends_with(": field is immutable"),
-                    "{what}: {g}"
-                ),
+                Some(prefix) => assert!(g.starts_with(prefix) && g.ends_with(": field is immutable"), "{what}: {g}"),
                 None => assert_eq!(g, w, "{what}"),
             }
         }
@@ -465,28 +374,39 @@ fn cron_job_rules() {
     // (what, name, spec patch, expected messages)
     let cases: Vec<(&str, &str, Value, Vec<String>)> = vec![
         ("valid cron job", "backup", json!({}), vec![]),
-        ("names leave room for job suffixes", &long_name, json!({}), vec![
-            format!("metadata.name: Invalid value: \"{long_name}\": must be no more than 52 characters"),
-        ]),
-        ("schedules parse", "backup", json!({"schedule": "every day"}), vec![
-            "spec.schedule: Invalid value: \"every day\": expected exactly 5 fields, found 2: [every day]".into(),
-        ]),
+        (
+            "names leave room for job suffixes",
+            &long_name,
+            json!({}),
+            vec![format!("metadata.name: Invalid value: \"{long_name}\": must be no more than 52 characters")],
+        ),
+        (
+            "schedules parse",
+            "backup",
+            json!({"schedule": "every day"}),
+            vec!["spec.schedule: Invalid value: \"every day\": expected exactly 5 fields, found 2: [every day]".into()],
+        ),
         ("schedules are required", "backup", json!({"schedule": ""}), vec!["spec.schedule: Required value".into()]),
-        ("time zones go in their field", "backup", json!({"schedule": "TZ=UTC 0 * * * *"}), vec![
-            "spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into(),
-        ]),
-        ("concurrency policies", "backup", json!({"concurrencyPolicy": "Sometimes"}), vec![
-            "spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\"".into(),
-        ]),
-        ("job templates are jobs", "backup", json!({"jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Always"}}}}}), vec![
-            "spec.jobTemplate.spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"".into(),
-        ]),
+        (
+            "time zones go in their field",
+            "backup",
+            json!({"schedule": "TZ=UTC 0 * * * *"}),
+            vec!["spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into()],
+        ),
+        (
+            "concurrency policies",
+            "backup",
+            json!({"concurrencyPolicy": "Sometimes"}),
+            vec!["spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\"".into()],
+        ),
+        (
+            "job templates are jobs",
+            "backup",
+            json!({"jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Always"}}}}}),
+            vec!["spec.jobTemplate.spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"".into()],
+        ),
     ];
     for (what, name, patch, want) in cases {
-        assert_eq!(
-            errors_after_defaults("batch", "CronJob", &cron(name, patch), None),
-            want,
-            "{what}"
-        );
+        assert_eq!(errors_after_defaults("batch", "CronJob", &cron(name, patch), None), want, "{what}");
     }
 }
