@@ -163,6 +163,8 @@ impl Etcd {
                 "--log-level=error".into(),
                 "--heartbeat-interval=50".into(),
                 "--election-timeout=500".into(),
+                // As deploy/rkadm runs etcd: see the comment there.
+                "--backend-batch-limit=200".into(),
             ];
             if let Some(t) = &tls {
                 args.extend([

@@ -197,7 +197,7 @@ impl Api {
         body: Bytes,
         name: String,
     ) -> Result<Response<Body>, Error> {
-        let mut value: Value = serde_json::from_slice(&body).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let (mut value, _) = self.parse_body(headers, &body)?;
         metadata_mut(&mut value).insert("name".into(), name.into());
         let body = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
         let mut headers = headers.clone();
