@@ -441,3 +441,156 @@ impl Cluster {
         self.api.client().await
     }
 }
+
+/// A dockerd of the test's own (data root, exec root, socket), with no default bridge and no
+/// iptables rules, so tests leave the host as they found it.
+pub struct Dockerd {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    dir: TempDir,
+}
+
+/// The busybox image tests run: `docker import` of the host's static busybox with its applets.
+pub const BUSYBOX: &str = "rk-test/busybox:1";
+
+impl Dockerd {
+    pub async fn start() -> Result<Self> {
+        let dir = TempDir::new("dockerd")?;
+        let socket = dir.path().join("docker.sock");
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("docker.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("dockerd.log"))?)
+            .spawn()
+            .context("starting dockerd")?;
+        let d = Dockerd { child: Some(child), socket, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.cli(&["version"]).is_ok_and(|o| o.status.success()) {
+            if Instant::now() > deadline {
+                bail!("dockerd did not come up: {}", std::fs::read_to_string(d.dir.path().join("dockerd.log"))?);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        d.import_busybox(BUSYBOX)?;
+        Ok(d)
+    }
+
+    /// Runs the docker CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        Command::new("docker").arg("-H").arg(format!("unix://{}", self.socket.display())).args(args).output()
+    }
+
+    /// The CLI's stdout, or an error with its stderr.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli(args)?;
+        if !out.status.success() {
+            bail!("docker {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Imports the host's static busybox, with a link per applet, as `name`.
+    pub fn import_busybox(&self, name: &str) -> Result<()> {
+        let root = TempDir::new("rootfs")?;
+        let bin = root.path().join("bin");
+        std::fs::create_dir_all(&bin)?;
+        std::fs::copy("/bin/busybox", bin.join("busybox"))?;
+        let applets = Command::new("/bin/busybox").arg("--list").output()?;
+        for applet in String::from_utf8_lossy(&applets.stdout).split_whitespace().filter(|a| *a != "busybox") {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+        let tar = Command::new("tar").arg("-C").arg(root.path()).args(["-c", "."]).stdout(Stdio::piped()).spawn()?;
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(["import", "-c", r#"CMD ["/bin/sh"]"#, "-c", "ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin", "-", name])
+            .stdin(tar.stdout.context("tar stdout")?)
+            .output()?;
+        if !out.status.success() {
+            bail!("docker import: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // Containers first (their mounts live under the data root), then the daemon by PID.
+        if let Ok(out) = self.cli(&["ps", "-aq"]) {
+            let ids: Vec<String> =
+                String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids.iter().map(String::as_str));
+                let _ = self.cli(&args);
+            }
+        }
+        let _ = self.cli(&["network", "prune", "-f"]);
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An rk-kubelet running in-process against an API server and a dockerd.
+pub struct Kubelet {
+    pub node: String,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), kubelet::Error>>>,
+    _root: TempDir,
+}
+
+impl Kubelet {
+    pub async fn start(api: &ApiServer, docker: &Dockerd, node: &str, pod_cidr: &str) -> Result<Self> {
+        let root = TempDir::new("kubelet")?;
+        let config = kubelet::Config {
+            kubeconfig: api.kubeconfig.clone(),
+            node_name: node.to_string(),
+            node_ip: Some("127.0.0.1".parse()?),
+            root_dir: root.path().to_path_buf(),
+            cluster_dns: vec![],
+            cluster_domain: "cluster.local".into(),
+            pod_cidr: Some(pod_cidr.to_string()),
+            taints: vec![],
+            node_labels: Default::default(),
+            docker_socket: docker.socket.display().to_string(),
+            pause_image: kubelet::config::DEFAULT_PAUSE_IMAGE.into(),
+            resync: Duration::from_millis(500),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(kubelet::run(config, shutdown.clone()));
+        Ok(Kubelet { node: node.to_string(), shutdown, task: Some(task), _root: root })
+    }
+
+    /// Stops the kubelet (its containers keep running, as when the process dies).
+    pub async fn stop(&mut self) -> Result<()> {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Kubelet {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

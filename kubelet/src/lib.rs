@@ -1,2 +1,55 @@
 //! rk-kubelet: the node agent. Registers its Node, keeps a Lease heartbeat and makes the Docker
-//! Engine match the Pods bound to it. Not built yet: see issue 3.
+//! Engine match the Pods bound to it, level-triggered: every pass compares each pod with the
+//! containers Docker has (found by labels), so a restarted kubelet adopts what runs.
+//!
+//! Module tour: `config` (flags), `docker` (the Docker Engine edge), `node` (Node status and
+//! Lease), `pods` (the pod loop; `plan`, `status` and `spec` are pure).
+
+pub mod config;
+pub mod docker;
+mod error;
+pub mod node;
+pub mod pods;
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Args, Config};
+pub use error::Error;
+
+/// A client for the API server named in a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+    kube::Client::try_from(config).map_err(Error::Api)
+}
+
+/// Runs the kubelet until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let client = client_from_kubeconfig(&config.kubeconfig).await?;
+    let docker = docker::Docker::connect(&config.docker_socket, &config.node_name).await?;
+    let facts = node::Facts::read(&config, docker.runtime_version().await?);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let registered = node::register(&nodes, &facts, &config).await?;
+    tracing::info!(node = %facts.name, ip = %facts.internal_ip, "node registered");
+    let pod_cidr = registered.spec.as_ref().and_then(|s| s.pod_cidr.clone()).or_else(|| config.pod_cidr.clone());
+    let Some(pod_cidr) = pod_cidr else {
+        return Err(Error::Config("no pod CIDR: the Node has no spec.podCIDR and --pod-cidr is not set".into()));
+    };
+    docker.ensure_network(&pods::spec::network_name(&config.node_name), &pod_cidr).await?;
+    docker.ensure_pause_image(&config.pause_image).await?;
+    let heartbeat = tokio::spawn(node::heartbeat(
+        client.clone(),
+        facts.clone(),
+        registered.metadata.uid.clone().unwrap_or_default(),
+        shutdown.clone(),
+    ));
+    let result = pods::run(client, docker, config, facts.internal_ip.clone(), shutdown).await;
+    heartbeat.abort();
+    result
+}

@@ -1,0 +1,277 @@
+//! rk-kubelet against a real dockerd (started here) and a real API server on real etcd.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use integration_tests::{BUSYBOX, Cluster, Dockerd, Kubelet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+
+/// A node with its own dockerd and kubelet.
+struct Node1 {
+    c: Cluster,
+    docker: Dockerd,
+    kubelet: Kubelet,
+    pods: Api<Pod>,
+}
+
+async fn node(name: &str, pod_cidr: &str) -> Result<Node1> {
+    let c = Cluster::start().await?;
+    let docker = Dockerd::start().await?;
+    let kubelet = Kubelet::start(&c.api, &docker, name, pod_cidr).await?;
+    let pods = Api::namespaced(c.client().await?, "default");
+    Ok(Node1 { c, docker, kubelet, pods })
+}
+
+fn pod(name: &str, node: &str, policy: &str, containers: serde_json::Value) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"nodeName": node, "restartPolicy": policy, "terminationGracePeriodSeconds": 5, "containers": containers}
+    }))?)
+}
+
+fn sh(name: &str, script: &str) -> serde_json::Value {
+    json!({"name": name, "image": BUSYBOX, "command": ["sh", "-c", script]})
+}
+
+/// Polls the pod until `check` accepts it.
+async fn wait_for(pods: &Api<Pod>, name: &str, secs: u64, what: &str, check: impl Fn(&Pod) -> bool) -> Result<Pod> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(p) = pods.get_opt(name).await? {
+            if check(&p) {
+                return Ok(p);
+            }
+            last = Some(p);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("pod {name}: {what} not seen in {secs}s; last: {:#?}", last.and_then(|p| p.status))
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+fn container<'a>(p: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.iter().find(|s| s.name == name)
+}
+
+fn exit_code(p: &Pod, name: &str) -> Option<i32> {
+    container(p, name)?.state.as_ref()?.terminated.as_ref().map(|t| t.exit_code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_registers_and_a_pod_runs_with_an_ip_and_shared_localhost() -> Result<()> {
+    let n = node("node-a", "10.231.1.0/24").await?;
+    let client = n.c.client().await?;
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let ready = loop {
+        let node = nodes.get_opt("node-a").await?;
+        let ready = node
+            .as_ref()
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready || tokio::time::Instant::now() > deadline {
+            break node;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let status = ready.and_then(|n| n.status).expect("node status");
+    assert_eq!(status.node_info.as_ref().map(|i| i.container_runtime_version.starts_with("docker://")), Some(true));
+    assert!(status.capacity.as_ref().is_some_and(|c| c.contains_key("cpu") && c["pods"].0 == "110"));
+    let lease: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while lease.get_opt("node-a").await?.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "no lease");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let server =
+        sh("server", "mkdir -p /www && echo hello-from-server > /www/index.html && exec httpd -f -p 8080 -h /www");
+    let client_c = sh(
+        "client",
+        "for i in $(seq 50); do wget -q -O- http://127.0.0.1:8080/ | grep -q hello-from-server && exit 0; sleep 0.2; done; exit 1",
+    );
+    n.pods.create(&PostParams::default(), &pod("web", "node-a", "Never", json!([server, client_c]))?).await?;
+    let p = wait_for(&n.pods, "web", 60, "client done and server running", |p| {
+        exit_code(p, "client").is_some() && container(p, "server").is_some_and(|s| s.ready)
+    })
+    .await?;
+    assert_eq!(exit_code(&p, "client"), Some(0), "client could not reach the server over localhost");
+    assert_eq!(phase(&p), "Running");
+    let status = p.status.as_ref().expect("status");
+    let ip = status.pod_ip.clone().unwrap_or_default();
+    assert!(ip.starts_with("10.231.1."), "pod IP {ip:?} is not in the node's pod CIDR");
+    assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
+    let running = container(&p, "server").and_then(|s| s.container_id.clone()).expect("container id");
+    let inspected =
+        n.docker.run(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", running.trim_start_matches("docker://")])?;
+    assert!(inspected.starts_with("container:"), "{inspected}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_policies_exit_codes_and_back_off() -> Result<()> {
+    let n = node("node-b", "10.231.2.0/24").await?;
+    for (name, policy, code) in [("never-ok", "Never", 0), ("never-fail", "Never", 1), ("onfail-ok", "OnFailure", 0)] {
+        n.pods
+            .create(&PostParams::default(), &pod(name, "node-b", policy, json!([sh("main", &format!("exit {code}"))]))?)
+            .await?;
+    }
+    n.pods.create(&PostParams::default(), &pod("always", "node-b", "Always", json!([sh("main", "exit 1")]))?).await?;
+    for (name, want) in [("never-ok", "Succeeded"), ("never-fail", "Failed"), ("onfail-ok", "Succeeded")] {
+        let p = wait_for(&n.pods, name, 60, want, |p| phase(p) == want).await?;
+        assert_eq!(container(&p, "main").map(|s| s.restart_count), Some(0), "{name}");
+    }
+    // Always: restarted after the 10 s back-off, and meanwhile waiting in CrashLoopBackOff.
+    let p = wait_for(&n.pods, "always", 60, "CrashLoopBackOff", |p| {
+        container(p, "main")
+            .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
+            .is_some_and(|r| r == "CrashLoopBackOff")
+    })
+    .await?;
+    let last = container(&p, "main").and_then(|s| s.last_state.as_ref()?.terminated.as_ref()).map(|t| t.exit_code);
+    assert_eq!(last, Some(1));
+    wait_for(&n.pods, "always", 40, "a restart", |p| container(p, "main").is_some_and(|s| s.restart_count >= 1))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_from_config_maps_secrets_and_the_downward_api() -> Result<()> {
+    let n = node("node-c", "10.231.3.0/24").await?;
+    let client = n.c.client().await?;
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"MODE": "fast"}}))?;
+    Api::<ConfigMap>::namespaced(client.clone(), "default").create(&PostParams::default(), &cm).await?;
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}}))?;
+    Api::<Secret>::namespaced(client, "default").create(&PostParams::default(), &secret).await?;
+    let check = json!({
+        "name": "check", "image": BUSYBOX,
+        "command": ["sh", "-c", "test \"$MODE\" = fast && test \"$PASSWORD\" = s3cret && test \"$ME\" = env-pod && test \"$GREETING\" = 'hi fast'"],
+        "envFrom": [{"configMapRef": {"name": "cfg"}}],
+        "env": [
+            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+            {"name": "ME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "GREETING", "value": "hi $(MODE)"}
+        ]
+    });
+    n.pods.create(&PostParams::default(), &pod("env-pod", "node-c", "Never", json!([check]))?).await?;
+    let p = wait_for(&n.pods, "env-pod", 60, "finished", |p| matches!(phase(p), "Succeeded" | "Failed")).await?;
+    assert_eq!(phase(&p), "Succeeded", "{:#?}", p.status);
+
+    // A missing ConfigMap holds the container in CreateContainerConfigError.
+    let broken = json!({"name": "main", "image": BUSYBOX, "envFrom": [{"configMapRef": {"name": "absent"}}]});
+    n.pods.create(&PostParams::default(), &pod("broken", "node-c", "Always", json!([broken]))?).await?;
+    wait_for(&n.pods, "broken", 30, "CreateContainerConfigError", |p| {
+        container(p, "main")
+            .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
+            .is_some_and(|r| r == "CreateContainerConfigError")
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_delete_then_the_kubelet_finishes_it() -> Result<()> {
+    let n = node("node-d", "10.231.4.0/24").await?;
+    let trapper = sh("main", "trap 'exit 0' TERM; while true; do sleep 0.1; done");
+    n.pods.create(&PostParams::default(), &pod("polite", "node-d", "Always", json!([trapper]))?).await?;
+    let stubborn = sh("main", "trap '' TERM; while true; do sleep 0.1; done");
+    n.pods.create(&PostParams::default(), &pod("stubborn", "node-d", "Always", json!([stubborn]))?).await?;
+    for name in ["polite", "stubborn"] {
+        wait_for(&n.pods, name, 60, "Running", |p| phase(p) == "Running").await?;
+    }
+    let started = tokio::time::Instant::now();
+    n.pods.delete("polite", &DeleteParams::default().grace_period(30)).await?;
+    n.pods.delete("stubborn", &DeleteParams::default().grace_period(2)).await?;
+    let deadline = started + Duration::from_secs(30);
+    let mut polite_gone = None;
+    while tokio::time::Instant::now() < deadline {
+        if polite_gone.is_none() && n.pods.get_opt("polite").await?.is_none() {
+            polite_gone = Some(started.elapsed());
+        }
+        if polite_gone.is_some() && n.pods.get_opt("stubborn").await?.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stubborn_gone = started.elapsed();
+    let polite_gone = polite_gone.expect("the SIGTERM-trapping pod was not deleted");
+    assert!(polite_gone < Duration::from_secs(10), "polite pod took {polite_gone:?} (it exits on SIGTERM)");
+    assert!(n.pods.get_opt("stubborn").await?.is_none(), "stubborn pod still there after {stubborn_gone:?}");
+    assert!(stubborn_gone >= Duration::from_secs(2), "the 2 s grace period was not given: {stubborn_gone:?}");
+    let left = n.docker.run(&["ps", "-aq", "--filter", "label=io.kubernetes.pod.name=polite"])?;
+    assert!(left.is_empty(), "containers left: {left}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_restart_adopts_containers_and_cleans_up_what_was_deleted_meanwhile() -> Result<()> {
+    let mut n = node("node-e", "10.231.5.0/24").await?;
+    for name in ["keep", "drop", "force"] {
+        n.pods
+            .create(&PostParams::default(), &pod(name, "node-e", "Always", json!([sh("main", "sleep 3600")]))?)
+            .await?;
+    }
+    let mut ids = Vec::new();
+    for name in ["keep", "drop", "force"] {
+        let p = wait_for(&n.pods, name, 60, "Running", |p| phase(p) == "Running").await?;
+        ids.push(container(&p, "main").and_then(|s| s.container_id.clone()).expect("id"));
+    }
+    n.kubelet.stop().await?;
+    // One graceful delete (the pod waits for its kubelet) and one forced (gone from the API).
+    n.pods.delete("drop", &DeleteParams::default()).await?;
+    n.pods.delete("force", &DeleteParams::default().grace_period(0)).await?;
+    assert!(n.pods.get_opt("drop").await?.is_some_and(|p| p.metadata.deletion_timestamp.is_some()));
+    n.kubelet = Kubelet::start(&n.c.api, &n.docker, "node-e", "10.231.5.0/24").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while n.pods.get_opt("drop").await?.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the pod deleted meanwhile was not finished");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !n.docker.run(&["ps", "-aq", "--filter", "label=io.kubernetes.pod.name=force"])?.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the orphaned containers were not removed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = n.pods.get("keep").await?;
+    assert_eq!(
+        container(&p, "main").and_then(|s| s.container_id.clone()).as_ref(),
+        Some(&ids[0]),
+        "container replaced"
+    );
+    assert_eq!(container(&p, "main").map(|s| s.restart_count), Some(0));
+    let running = n.docker.run(&["inspect", "-f", "{{.State.Running}}", ids[0].trim_start_matches("docker://")])?;
+    assert_eq!(running, "true");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_image_ends_in_image_pull_back_off() -> Result<()> {
+    let n = node("node-f", "10.231.6.0/24").await?;
+    let missing = json!({"name": "main", "image": "127.0.0.1:5999/nowhere/nothing:1"});
+    n.pods.create(&PostParams::default(), &pod("nothing", "node-f", "Always", json!([missing]))?).await?;
+    let reason = |p: &Pod| container(p, "main").and_then(|s| s.state.as_ref()?.waiting.clone());
+    let p = wait_for(&n.pods, "nothing", 60, "ErrImagePull or ImagePullBackOff", |p| {
+        reason(p).and_then(|w| w.reason).is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+    })
+    .await?;
+    let message = reason(&p).and_then(|w| w.message).unwrap_or_default();
+    assert!(message.contains("127.0.0.1:5999/nowhere/nothing:1"), "{message}");
+    wait_for(&n.pods, "nothing", 30, "ImagePullBackOff", |p| {
+        reason(p).and_then(|w| w.reason).is_some_and(|r| r == "ImagePullBackOff")
+    })
+    .await?;
+    assert_eq!(phase(&p), "Pending");
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! The pod loop: a reflector of the pods bound to this node, and a pass every second (or at once
+//! on a change) that lists this node's containers in Docker and gives each pod with work a
+//! worker, one at a time per pod. Workers execute `plan`'s next steps and write `status` back.
+
+pub mod plan;
+pub mod spec;
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use self::plan::Action;
+use self::status::{Context, Waiting};
+use crate::docker::{Docker, InspectCache, Kind, Observed, State};
+use crate::{Config, Error};
+
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long before exiting restarts with its back-off reset.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// Consecutive failures of one container (or one image pull) of one pod.
+#[derive(Debug, Clone, Copy, Default)]
+struct Backoff {
+    failures: u32,
+    last: Option<Timestamp>,
+}
+
+impl Backoff {
+    fn delay(&self) -> Duration {
+        let factor = 1u32 << self.failures.saturating_sub(1).min(16);
+        (BACKOFF_START * factor).min(BACKOFF_MAX)
+    }
+}
+
+/// What workers share.
+struct Shared {
+    client: kube::Client,
+    docker: Docker,
+    config: Config,
+    host_ip: String,
+    /// Back-offs by (pod uid, container name; `pull:<name>` for image pulls).
+    backoff: Mutex<HashMap<(String, String), Backoff>>,
+    /// Waiting reasons by pod uid and container name.
+    waiting: Mutex<HashMap<String, BTreeMap<String, Waiting>>>,
+}
+
+/// Runs the pod loop until `shutdown`.
+pub async fn run(
+    client: kube::Client,
+    docker: Docker,
+    config: Config,
+    host_ip: String,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let selector = format!("spec.nodeName={}", config.node_name);
+    let stream = reflector(writer, watcher(pods, watcher::Config::default().fields(&selector))).default_backoff();
+    let notify = changed.clone();
+    let reflect = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watching pods failed; retrying");
+            }
+            notify.notify_one();
+        }
+    });
+    let resync = config.resync;
+    let shared = Arc::new(Shared {
+        client,
+        docker,
+        config,
+        host_ip,
+        backoff: Mutex::new(HashMap::new()),
+        waiting: Mutex::new(HashMap::new()),
+    });
+    tokio::select! {
+        () = shutdown.cancelled() => { reflect.abort(); return Ok(()) }
+        r = reader.wait_until_ready() => r.map_err(|e| Error::Config(format!("pod reflector: {e}")))?,
+    }
+    let mut inspect_cache = InspectCache::default();
+    let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    loop {
+        workers.retain(|_, handle| !handle.is_finished());
+        match shared.docker.list(&mut inspect_cache).await {
+            Ok(all) => {
+                let mut by_pod: HashMap<String, Vec<Observed>> = HashMap::new();
+                for o in all {
+                    by_pod.entry(o.pod_uid.clone()).or_default().push(o);
+                }
+                let pods = reader.state();
+                let known: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+                for pod in pods {
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    if workers.contains_key(&uid) {
+                        continue;
+                    }
+                    let observed = by_pod.remove(&uid).unwrap_or_default();
+                    let shared = shared.clone();
+                    let span = tracing::info_span!(
+                        "sync_pod",
+                        namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+                        pod = pod.metadata.name.as_deref().unwrap_or_default()
+                    );
+                    let work = async move { sync_pod(&shared, &pod, observed).await };
+                    workers.insert(uid, tokio::spawn(work.instrument(span)));
+                }
+                // Containers of pods that no longer exist (deleted while the kubelet was down).
+                for (uid, observed) in by_pod.into_iter().filter(|(uid, _)| !known.contains(uid)) {
+                    if workers.contains_key(&uid) {
+                        continue;
+                    }
+                    let shared = shared.clone();
+                    workers
+                        .insert(uid.clone(), tokio::spawn(async move { remove_orphan(&shared, &uid, observed).await }));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing containers failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = changed.notified() => {}
+            () = tokio::time::sleep(resync) => {}
+        }
+    }
+    reflect.abort();
+    for (_, handle) in workers {
+        handle.abort();
+    }
+    Ok(())
+}
+
+async fn remove_orphan(shared: &Shared, uid: &str, observed: Vec<Observed>) {
+    tracing::info!(pod_uid = uid, containers = observed.len(), "removing the containers of a pod that is gone");
+    for o in observed {
+        if let Err(e) = shared.docker.remove(&o.id).await {
+            tracing::warn!(container = %o.id, error = %e, "removing an orphaned container failed");
+        }
+    }
+}
+
+/// One pass for one pod: the plan's next steps, then its status.
+async fn sync_pod(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let actions = plan::plan(pod, &observed);
+    let mut acted = false;
+    for action in actions {
+        let result = match &action {
+            Action::FinishDeletion => {
+                let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+                let params = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                    ..Default::default()
+                };
+                match pods.delete(&name, &params).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                    Err(e) => tracing::warn!(error = %e, "finishing the deletion failed"),
+                }
+                forget(shared, &uid);
+                return;
+            }
+            action => execute(shared, pod, &observed, action).await,
+        };
+        acted = true;
+        if let Err(e) = result {
+            tracing::warn!(?action, error = %e, "pod step failed");
+        }
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    let observed = if acted {
+        let mut cache = InspectCache::default();
+        match shared.docker.list(&mut cache).await {
+            Ok(all) => all.into_iter().filter(|o| o.pod_uid == uid).collect(),
+            Err(_) => observed,
+        }
+    } else {
+        observed
+    };
+    let waiting = shared.waiting.lock().map(|w| w.get(&uid).cloned().unwrap_or_default()).unwrap_or_default();
+    let ctx = Context { host_ip: shared.host_ip.clone(), now: None, waiting };
+    let status = status::pod_status(pod, &observed, &ctx);
+    let current = serde_json::to_value(&pod.status).unwrap_or_default();
+    let wanted = serde_json::to_value(&status).unwrap_or_default();
+    if current != wanted {
+        let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+        let patch = serde_json::json!({ "status": wanted });
+        if let Err(e) = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::warn!(error = %e, "writing the pod status failed");
+        }
+    }
+}
+
+fn forget(shared: &Shared, uid: &str) {
+    if let Ok(mut b) = shared.backoff.lock() {
+        b.retain(|(u, _), _| u != uid);
+    }
+    if let Ok(mut w) = shared.waiting.lock() {
+        w.remove(uid);
+    }
+}
+
+fn set_waiting(shared: &Shared, uid: &str, container: &str, waiting: Option<Waiting>) {
+    if let Ok(mut w) = shared.waiting.lock() {
+        let entry = w.entry(uid.to_string()).or_default();
+        match waiting {
+            Some(reason) => {
+                entry.insert(container.to_string(), reason);
+            }
+            None => {
+                entry.remove(container);
+            }
+        }
+    }
+}
+
+async fn execute(shared: &Shared, pod: &Pod, observed: &[Observed], action: &Action) -> Result<(), Error> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    match action {
+        Action::CreateSandbox { attempt } => {
+            let spec = spec::sandbox(pod, &shared.config, *attempt);
+            let id = shared.docker.create(&spec).await?;
+            shared.docker.start(&id).await?;
+            tracing::info!(attempt, "sandbox started");
+            Ok(())
+        }
+        Action::Start { name, kind, attempt } => start(shared, pod, observed, name, *kind, *attempt).await,
+        Action::Restart { name, kind, attempt } => {
+            let exited = plan::latest(observed, name);
+            let key = (uid.clone(), name.clone());
+            let now = Timestamp::now();
+            let ready = {
+                let mut backoffs = shared.backoff.lock().map_err(|_| Error::Config("poisoned lock".into()))?;
+                let b = backoffs.entry(key).or_default();
+                let ran = exited.and_then(|o| Some((parse_time(&o.started_at)?, parse_time(&o.finished_at)?)));
+                if ran.is_some_and(|(s, f)| f.duration_since(s).as_secs_f64() >= BACKOFF_RESET.as_secs_f64()) {
+                    b.failures = 0;
+                }
+                let finished = exited.and_then(|o| parse_time(&o.finished_at)).unwrap_or(now);
+                let delay = Backoff { failures: b.failures + 1, last: None }.delay();
+                let due = finished + jiff_duration(delay);
+                if now >= due {
+                    b.failures += 1;
+                    b.last = Some(now);
+                    None
+                } else {
+                    Some(delay)
+                }
+            };
+            match ready {
+                None => {
+                    set_waiting(shared, &uid, name, None);
+                    start(shared, pod, observed, name, *kind, *attempt).await
+                }
+                Some(delay) => {
+                    let message = format!(
+                        "back-off {}s restarting failed container={name} pod={}_{}({uid})",
+                        delay.as_secs(),
+                        pod.metadata.name.as_deref().unwrap_or_default(),
+                        pod.metadata.namespace.as_deref().unwrap_or_default()
+                    );
+                    set_waiting(shared, &uid, name, Some(Waiting { reason: "CrashLoopBackOff".into(), message }));
+                    Ok(())
+                }
+            }
+        }
+        Action::Stop { id, grace } => shared.docker.stop(id, *grace).await,
+        Action::Remove { id } => shared.docker.remove(id).await,
+        Action::FinishDeletion => Ok(()),
+    }
+}
+
+fn parse_time(t: &Option<String>) -> Option<Timestamp> {
+    t.as_deref()?.parse().ok()
+}
+
+fn jiff_duration(d: Duration) -> k8s_openapi::jiff::SignedDuration {
+    k8s_openapi::jiff::SignedDuration::try_from(d).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX)
+}
+
+/// Pulls the image if its policy says so, resolves the environment, then creates and starts
+/// the container in the pod's sandbox.
+async fn start(
+    shared: &Shared,
+    pod: &Pod,
+    observed: &[Observed],
+    name: &str,
+    kind: Kind,
+    attempt: u32,
+) -> Result<(), Error> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let Some(container) = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == name)
+    else {
+        return Ok(());
+    };
+    let Some(sandbox) = plan::latest(observed, crate::docker::SANDBOX).filter(|s| s.state == Some(State::Running))
+    else {
+        return Ok(());
+    };
+    if !ensure_image(shared, pod, container).await? {
+        return Ok(());
+    }
+    let sources = match sources(shared, pod, container).await {
+        Ok(s) => s,
+        Err(message) => {
+            set_waiting(shared, &uid, name, Some(Waiting { reason: "CreateContainerConfigError".into(), message }));
+            return Ok(());
+        }
+    };
+    let spec = match spec::container(pod, container, kind, attempt, &sandbox.id, &sources) {
+        Ok(s) => s,
+        Err(spec::ConfigError(message)) => {
+            set_waiting(shared, &uid, name, Some(Waiting { reason: "CreateContainerConfigError".into(), message }));
+            return Ok(());
+        }
+    };
+    let id = shared.docker.create(&spec).await?;
+    match shared.docker.start(&id).await {
+        Ok(()) => {
+            set_waiting(shared, &uid, name, None);
+            tracing::info!(container = name, attempt, "container started");
+            Ok(())
+        }
+        Err(e) => {
+            set_waiting(
+                shared,
+                &uid,
+                name,
+                Some(Waiting { reason: "RunContainerError".into(), message: e.to_string() }),
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Whether the image is there to run, pulling it per imagePullPolicy (`:latest` or no tag means
+/// Always by default). Failures become ErrImagePull, then ImagePullBackOff while backing off.
+async fn ensure_image(shared: &Shared, pod: &Pod, c: &k8s_openapi::api::core::v1::Container) -> Result<bool, Error> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let image = c.image.clone().unwrap_or_default();
+    let latest = crate::docker::split_image(&image).1 == "latest";
+    let policy =
+        c.image_pull_policy.clone().unwrap_or_else(|| if latest { "Always".into() } else { "IfNotPresent".into() });
+    let present = shared.docker.has_image(&image).await;
+    let pull = match policy.as_str() {
+        "Never" if present => false,
+        "Never" => {
+            let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+            set_waiting(shared, &uid, &c.name, Some(Waiting { reason: "ErrImageNeverPull".into(), message }));
+            return Ok(false);
+        }
+        "IfNotPresent" => !present,
+        _ => true,
+    };
+    if !pull {
+        return Ok(true);
+    }
+    let key = (uid.clone(), format!("pull:{}", c.name));
+    let now = Timestamp::now();
+    let backing_off = shared.backoff.lock().ok().and_then(|b| b.get(&key).copied()).and_then(|b| {
+        let last = b.last?;
+        (now < last + jiff_duration(b.delay())).then_some(b.delay())
+    });
+    if let Some(delay) = backing_off {
+        let message = format!("Back-off pulling image \"{image}\" ({}s)", delay.as_secs());
+        set_waiting(shared, &uid, &c.name, Some(Waiting { reason: "ImagePullBackOff".into(), message }));
+        return Ok(false);
+    }
+    match shared.docker.pull(&image, None).await {
+        Ok(()) => {
+            if let Ok(mut b) = shared.backoff.lock() {
+                b.remove(&key);
+            }
+            Ok(true)
+        }
+        Err(e) => {
+            if let Ok(mut b) = shared.backoff.lock() {
+                let entry = b.entry(key).or_default();
+                entry.failures += 1;
+                entry.last = Some(now);
+            }
+            let message = format!("Failed to pull image \"{image}\": {e}");
+            set_waiting(shared, &uid, &c.name, Some(Waiting { reason: "ErrImagePull".into(), message }));
+            Ok(false)
+        }
+    }
+}
+
+/// Reads the ConfigMaps and Secrets a container's environment refers to; a missing one is left
+/// out (and reported by `spec::environment` unless optional).
+async fn sources(
+    shared: &Shared,
+    pod: &Pod,
+    c: &k8s_openapi::api::core::v1::Container,
+) -> Result<spec::Sources, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let (cms, secrets) = spec::referenced(c);
+    let mut out = spec::Sources::default();
+    let cm_api: Api<ConfigMap> = Api::namespaced(shared.client.clone(), &ns);
+    for name in cms {
+        if let Some(cm) = cm_api.get_opt(&name).await.map_err(|e| e.to_string())? {
+            out.config_maps.insert(name, cm.data.unwrap_or_default());
+        }
+    }
+    let secret_api: Api<Secret> = Api::namespaced(shared.client.clone(), &ns);
+    for name in secrets {
+        if let Some(s) = secret_api.get_opt(&name).await.map_err(|e| e.to_string())? {
+            let data =
+                s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()));
+            out.secrets.insert(name, data.collect());
+        }
+    }
+    Ok(out)
+}
