@@ -275,3 +275,66 @@ async fn a_missing_image_ends_in_image_pull_back_off() -> Result<()> {
     assert_eq!(phase(&p), "Pending");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_config_map_secret_empty_dir_and_host_path() -> Result<()> {
+    let n = node("node-g", "10.231.7.0/24").await?;
+    let client = n.c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"mode": "fast"}}))?;
+    cms.create(&PostParams::default(), &cm).await?;
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}}))?;
+    Api::<Secret>::namespaced(client, "default").create(&PostParams::default(), &secret).await?;
+    let host = integration_tests::TempDir::new("hostpath")?;
+    std::fs::write(host.path().join("marker"), "from-host")?;
+
+    let writer = json!({
+        "name": "writer", "image": BUSYBOX, "command": ["sh", "-c", "echo shared > /scratch/x && exec sleep 3600"],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]
+    });
+    let reader = json!({
+        "name": "reader", "image": BUSYBOX,
+        "command": ["sh", "-c", "for i in $(seq 50); do test -f /scratch/x && break; sleep 0.1; done; \
+            test \"$(cat /cfg/mode)\" = fast && test \"$(cat /sec/password)\" = s3cret && \
+            test \"$(cat /scratch/x)\" = shared && test \"$(cat /host/marker)\" = from-host && \
+            test \"$(cat /info/name)\" = vols"],
+        "volumeMounts": [
+            {"name": "scratch", "mountPath": "/scratch"},
+            {"name": "cfg", "mountPath": "/cfg", "readOnly": true},
+            {"name": "sec", "mountPath": "/sec"},
+            {"name": "host", "mountPath": "/host"},
+            {"name": "info", "mountPath": "/info"}
+        ]
+    });
+    let mut p = pod("vols", "node-g", "Never", json!([writer, reader]))?;
+    p.spec.as_mut().expect("spec").volumes = Some(serde_json::from_value(json!([
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "sec", "secret": {"secretName": "creds"}},
+        {"name": "host", "hostPath": {"path": host.path().display().to_string()}},
+        {"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}
+    ]))?);
+    n.pods.create(&PostParams::default(), &p).await?;
+    let p = wait_for(&n.pods, "vols", 60, "reader finished", |p| exit_code(p, "reader").is_some()).await?;
+    assert_eq!(exit_code(&p, "reader"), Some(0), "the reader did not see every volume's content");
+
+    // An update of the ConfigMap reaches the running pod.
+    let writer_id = container(&p, "writer").and_then(|s| s.container_id.clone()).expect("writer id");
+    let mut cm = cms.get("cfg").await?;
+    cm.data = Some([("mode".to_string(), "slow".to_string())].into());
+    cms.replace("cfg", &PostParams::default(), &cm).await?;
+    let cfg_dir = n.docker.run(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Destination \"/scratch\"}}{{.Source}}{{end}}{{end}}",
+        writer_id.trim_start_matches("docker://"),
+    ])?;
+    let cfg_file = std::path::Path::new(&cfg_dir).parent().expect("volumes dir").join("cfg").join("mode");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while std::fs::read_to_string(&cfg_file).unwrap_or_default() != "slow" {
+        assert!(tokio::time::Instant::now() < deadline, "the ConfigMap update did not reach the volume");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}

@@ -5,6 +5,7 @@
 pub mod plan;
 pub mod spec;
 pub mod status;
+pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,8 @@ const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A container that ran this long before exiting restarts with its back-off reset.
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// How often a running pod's configMap/secret/downwardAPI volumes are compared with their sources.
+const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 /// Consecutive failures of one container (or one image pull) of one pod.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,6 +56,8 @@ struct Shared {
     backoff: Mutex<HashMap<(String, String), Backoff>>,
     /// Waiting reasons by pod uid and container name.
     waiting: Mutex<HashMap<String, BTreeMap<String, Waiting>>>,
+    /// When each pod's file volumes were last rewritten from their sources.
+    refreshed: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Runs the pod loop until `shutdown`.
@@ -86,6 +91,7 @@ pub async fn run(
         host_ip,
         backoff: Mutex::new(HashMap::new()),
         waiting: Mutex::new(HashMap::new()),
+        refreshed: Mutex::new(HashMap::new()),
     });
     tokio::select! {
         () = shutdown.cancelled() => { reflect.abort(); return Ok(()) }
@@ -150,6 +156,7 @@ async fn remove_orphan(shared: &Shared, uid: &str, observed: Vec<Observed>) {
             tracing::warn!(container = %o.id, error = %e, "removing an orphaned container failed");
         }
     }
+    volumes::cleanup(&shared.config.root_dir, uid);
 }
 
 /// One pass for one pod: the plan's next steps, then its status.
@@ -173,6 +180,7 @@ async fn sync_pod(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
                     Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                     Err(e) => tracing::warn!(error = %e, "finishing the deletion failed"),
                 }
+                volumes::cleanup(&shared.config.root_dir, &uid);
                 forget(shared, &uid);
                 return;
             }
@@ -186,6 +194,7 @@ async fn sync_pod(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
     if pod.metadata.deletion_timestamp.is_some() {
         return;
     }
+    refresh_volumes(shared, pod, &observed).await;
     let observed = if acted {
         let mut cache = InspectCache::default();
         match shared.docker.list(&mut cache).await {
@@ -209,7 +218,40 @@ async fn sync_pod(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
     }
 }
 
+/// Rewrites configMap, secret and downwardAPI volumes of a running pod when their sources
+/// changed, at most every [`VOLUME_REFRESH`].
+async fn refresh_volumes(shared: &Shared, pod: &Pod, observed: &[Observed]) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let has_files = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() || v.projected.is_some());
+    let running = observed.iter().any(|o| o.state == Some(State::Running) && o.kind != Some(Kind::Sandbox));
+    if !has_files || !running {
+        return;
+    }
+    let due = shared.refreshed.lock().is_ok_and(|r| r.get(&uid).is_none_or(|at| at.elapsed() >= VOLUME_REFRESH));
+    if !due {
+        return;
+    }
+    if let Ok(mut r) = shared.refreshed.lock() {
+        r.insert(uid.clone(), std::time::Instant::now());
+    }
+    match sources(shared, pod, None).await {
+        Ok(sources) => {
+            if let Err(e) = volumes::prepare(&shared.config.root_dir, pod, &sources) {
+                tracing::warn!(error = %e, "refreshing volumes failed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading volume sources failed"),
+    }
+}
+
 fn forget(shared: &Shared, uid: &str) {
+    if let Ok(mut r) = shared.refreshed.lock() {
+        r.remove(uid);
+    }
     if let Ok(mut b) = shared.backoff.lock() {
         b.retain(|(u, _), _| u != uid);
     }
@@ -319,20 +361,32 @@ async fn start(
     if !ensure_image(shared, pod, container).await? {
         return Ok(());
     }
-    let sources = match sources(shared, pod, container).await {
+    let sources = match sources(shared, pod, Some(container)).await {
         Ok(s) => s,
         Err(message) => {
             set_waiting(shared, &uid, name, Some(Waiting { reason: "CreateContainerConfigError".into(), message }));
             return Ok(());
         }
     };
-    let spec = match spec::container(pod, container, kind, attempt, &sandbox.id, &sources) {
+    let mounts =
+        volumes::prepare(&shared.config.root_dir, pod, &sources).and_then(|paths| volumes::binds(container, &paths));
+    let binds = match mounts {
+        Ok(binds) => binds,
+        Err(message) => {
+            tracing::warn!(container = name, %message, "mounting volumes failed");
+            let message = format!("MountVolume.SetUp failed: {message}");
+            set_waiting(shared, &uid, name, Some(Waiting { reason: "ContainerCreating".into(), message }));
+            return Ok(());
+        }
+    };
+    let mut spec = match spec::container(pod, container, kind, attempt, &sandbox.id, &sources) {
         Ok(s) => s,
         Err(spec::ConfigError(message)) => {
             set_waiting(shared, &uid, name, Some(Waiting { reason: "CreateContainerConfigError".into(), message }));
             return Ok(());
         }
     };
+    spec.binds = binds;
     let id = shared.docker.create(&spec).await?;
     match shared.docker.start(&id).await {
         Ok(()) => {
@@ -405,15 +459,22 @@ async fn ensure_image(shared: &Shared, pod: &Pod, c: &k8s_openapi::api::core::v1
     }
 }
 
-/// Reads the ConfigMaps and Secrets a container's environment refers to; a missing one is left
-/// out (and reported by `spec::environment` unless optional).
+/// Reads the ConfigMaps and Secrets a container's environment and the pod's volumes refer to; a
+/// missing one is left out (and reported where it is used unless optional).
 async fn sources(
     shared: &Shared,
     pod: &Pod,
-    c: &k8s_openapi::api::core::v1::Container,
+    c: Option<&k8s_openapi::api::core::v1::Container>,
 ) -> Result<spec::Sources, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let (cms, secrets) = spec::referenced(c);
+    let (mut cms, mut secrets) = c.map(spec::referenced).unwrap_or_default();
+    let (volume_cms, volume_secrets) = volumes::referenced(pod);
+    cms.extend(volume_cms);
+    secrets.extend(volume_secrets);
+    cms.sort();
+    cms.dedup();
+    secrets.sort();
+    secrets.dedup();
     let mut out = spec::Sources::default();
     let cm_api: Api<ConfigMap> = Api::namespaced(shared.client.clone(), &ns);
     for name in cms {
