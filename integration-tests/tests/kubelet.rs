@@ -338,3 +338,53 @@ async fn volumes_config_map_secret_empty_dir_and_host_path() -> Result<()> {
     }
     Ok(())
 }
+
+fn ready(p: &Pod, name: &str) -> bool {
+    container(p, name).is_some_and(|s| s.ready)
+}
+
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_drive_readiness_and_restart_on_liveness_failure() -> Result<()> {
+    let n = node("node-h", "10.231.8.0/24").await?;
+    let web = json!({
+        "name": "web", "image": BUSYBOX,
+        "command": ["sh", "-c", "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www"],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1}
+    });
+    let gate = json!({
+        "name": "gate", "image": BUSYBOX, "command": ["sleep", "3600"],
+        "readinessProbe": {"exec": {"command": ["test", "-f", "/ready"]}, "periodSeconds": 1, "failureThreshold": 1},
+        "livenessProbe": {"exec": {"command": ["test", "!", "-f", "/dead"]}, "periodSeconds": 1, "failureThreshold": 2}
+    });
+    n.pods.create(&PostParams::default(), &pod("probed", "node-h", "Always", json!([web, gate]))?).await?;
+    let p = wait_for(&n.pods, "probed", 60, "web ready through its httpGet probe", |p| ready(p, "web")).await?;
+    assert!(!ready(&p, "gate") && !pod_ready(&p), "gate has no /ready yet");
+    let gate_id = container(&p, "gate").and_then(|s| s.container_id.clone()).expect("gate id");
+    let gate_id = gate_id.trim_start_matches("docker://");
+
+    n.docker.run(&["exec", gate_id, "touch", "/ready"])?;
+    wait_for(&n.pods, "probed", 20, "pod Ready", pod_ready).await?;
+    n.docker.run(&["exec", gate_id, "rm", "/ready"])?;
+    wait_for(&n.pods, "probed", 20, "pod not Ready again", |p| !pod_ready(p) && ready(p, "web")).await?;
+
+    // Liveness: two failures in a row and the container is restarted (after its 10 s back-off).
+    n.docker.run(&["exec", gate_id, "touch", "/dead"])?;
+    let p = wait_for(&n.pods, "probed", 40, "gate restarted", |p| {
+        container(p, "gate").is_some_and(|s| s.restart_count >= 1)
+    })
+    .await?;
+    assert_ne!(
+        container(&p, "gate").and_then(|s| s.container_id.clone()).as_deref(),
+        Some(format!("docker://{gate_id}").as_str())
+    );
+    assert_eq!(container(&p, "web").map(|s| s.restart_count), Some(0), "only the unhealthy container restarts");
+    Ok(())
+}

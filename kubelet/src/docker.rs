@@ -338,6 +338,28 @@ impl Docker {
         Ok(created.id)
     }
 
+    /// Runs `cmd` in a running container; returns its exit code and combined output.
+    pub async fn exec(&self, id: &str, cmd: Vec<String>) -> Result<(i64, String), Error> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let options = CreateExecOptions {
+            cmd: Some(cmd),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self.client.create_exec(id, options).await?;
+        let mut output = String::new();
+        if let StartExecResults::Attached { output: mut stream, .. } = self.client.start_exec(&exec.id, None).await? {
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                if output.len() < 4096 {
+                    output.push_str(&chunk?.to_string());
+                }
+            }
+        }
+        let inspected = self.client.inspect_exec(&exec.id).await?;
+        Ok((inspected.exit_code.unwrap_or(-1), output))
+    }
+
     pub async fn start(&self, id: &str) -> Result<(), Error> {
         self.client.start_container(id, None).await?;
         Ok(())

@@ -3,11 +3,12 @@
 //! worker, one at a time per pod. Workers execute `plan`'s next steps and write `status` back.
 
 pub mod plan;
+pub mod probe;
 pub mod spec;
 pub mod status;
 pub mod volumes;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ struct Shared {
     waiting: Mutex<HashMap<String, BTreeMap<String, Waiting>>>,
     /// When each pod's file volumes were last rewritten from their sources.
     refreshed: Mutex<HashMap<String, std::time::Instant>>,
+    /// Probe results by container ID and probe.
+    probes: Mutex<HashMap<(String, probe::Kind), probe::Tracker>>,
 }
 
 /// Runs the pod loop until `shutdown`.
@@ -92,6 +95,7 @@ pub async fn run(
         backoff: Mutex::new(HashMap::new()),
         waiting: Mutex::new(HashMap::new()),
         refreshed: Mutex::new(HashMap::new()),
+        probes: Mutex::new(HashMap::new()),
     });
     tokio::select! {
         () = shutdown.cancelled() => { reflect.abort(); return Ok(()) }
@@ -104,6 +108,11 @@ pub async fn run(
         match shared.docker.list(&mut inspect_cache).await {
             Ok(all) => {
                 let mut by_pod: HashMap<String, Vec<Observed>> = HashMap::new();
+                if let Ok(mut probes) = shared.probes.lock() {
+                    let running: HashSet<&str> =
+                        all.iter().filter(|o| o.state == Some(State::Running)).map(|o| o.id.as_str()).collect();
+                    probes.retain(|(id, _), _| running.contains(id.as_str()));
+                }
                 for o in all {
                     by_pod.entry(o.pod_uid.clone()).or_default().push(o);
                 }
@@ -204,8 +213,9 @@ async fn sync_pod(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
     } else {
         observed
     };
+    let (unready, unstarted) = run_probes(shared, pod, &observed).await;
     let waiting = shared.waiting.lock().map(|w| w.get(&uid).cloned().unwrap_or_default()).unwrap_or_default();
-    let ctx = Context { host_ip: shared.host_ip.clone(), now: None, waiting };
+    let ctx = Context { host_ip: shared.host_ip.clone(), now: None, waiting, unready, unstarted };
     let status = status::pod_status(pod, &observed, &ctx);
     let current = serde_json::to_value(&pod.status).unwrap_or_default();
     let wanted = serde_json::to_value(&status).unwrap_or_default();
@@ -246,6 +256,70 @@ async fn refresh_volumes(shared: &Shared, pod: &Pod, observed: &[Observed]) {
         }
         Err(e) => tracing::warn!(error = %e, "reading volume sources failed"),
     }
+}
+
+/// Runs the probes that are due on the pod's running containers. A failed liveness (or startup)
+/// probe stops the container, which then restarts per the restartPolicy. Returns the containers
+/// that are not ready and those not yet started.
+async fn run_probes(shared: &Shared, pod: &Pod, observed: &[Observed]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut unready, mut unstarted) = (BTreeSet::new(), BTreeSet::new());
+    let spec = pod.spec.clone().unwrap_or_default();
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| shared.host_ip.clone());
+    for c in &spec.containers {
+        let Some(o) = plan::latest(observed, &c.name).filter(|o| o.state == Some(State::Running)) else { continue };
+        let started_at = parse_time(&o.started_at).unwrap_or_else(Timestamp::now);
+        let running_for = Timestamp::now().duration_since(started_at).unsigned_abs();
+        let mut started = true;
+        for kind in [probe::Kind::Startup, probe::Kind::Liveness, probe::Kind::Readiness] {
+            let Some(p) = kind.of(c) else { continue };
+            if !started {
+                break;
+            }
+            let key = (o.id.clone(), kind);
+            let now = std::time::Instant::now();
+            let tracker = shared
+                .probes
+                .lock()
+                .ok()
+                .map(|mut m| *m.entry(key.clone()).or_insert_with(|| probe::Tracker::new(kind)));
+            let Some(mut tracker) = tracker else { continue };
+            // A startup probe that passed is done; the others keep running.
+            let settled = kind == probe::Kind::Startup && tracker.passing;
+            if !settled && tracker.due(p, running_for, now) {
+                let result = probe::run(&shared.docker, p, c, &ip, &o.id).await;
+                tracker.record(p, result.is_ok(), now);
+                if let Err(message) = &result {
+                    tracing::info!(container = %c.name, probe = kind.name(), %message, "probe failed");
+                }
+                if let Ok(mut m) = shared.probes.lock() {
+                    m.insert(key, tracker);
+                }
+            }
+            let failed = match kind {
+                probe::Kind::Liveness => !tracker.passing,
+                probe::Kind::Startup => !tracker.passing && tracker.exhausted(p),
+                probe::Kind::Readiness => false,
+            };
+            if failed {
+                tracing::info!(container = %c.name, probe = kind.name(), "container failed its probe; it will be restarted");
+                if let Err(e) = shared.docker.stop(&o.id, plan::grace_seconds(pod)).await {
+                    tracing::warn!(error = %e, "stopping an unhealthy container failed");
+                }
+            }
+            match kind {
+                probe::Kind::Startup if !tracker.passing => {
+                    started = false;
+                    unstarted.insert(c.name.clone());
+                    unready.insert(c.name.clone());
+                }
+                probe::Kind::Readiness if !tracker.passing => {
+                    unready.insert(c.name.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    (unready, unstarted)
 }
 
 fn forget(shared: &Shared, uid: &str) {

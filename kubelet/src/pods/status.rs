@@ -1,7 +1,7 @@
 //! A pod's status from its spec, what Docker has and what the kubelet knows (back-offs, pull
 //! errors): a pure function, written through `pods/status` only when it differs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
@@ -27,6 +27,10 @@ pub struct Context {
     pub now: Option<Timestamp>,
     /// Waiting reasons by container name (CrashLoopBackOff, ErrImagePull, ImagePullBackOff…).
     pub waiting: BTreeMap<String, Waiting>,
+    /// Running containers whose readiness (or startup) probe is not passing.
+    pub unready: BTreeSet<String>,
+    /// Running containers whose startup probe has not yet passed.
+    pub unstarted: BTreeSet<String>,
 }
 
 fn time(s: &Option<String>) -> Option<Time> {
@@ -90,8 +94,9 @@ fn container_status(
         image: image.to_string(),
         image_id: current.map(|o| o.image_id.clone()).unwrap_or_default(),
         container_id: current.map(|o| format!("docker://{}", o.id)),
-        ready: running && !is_init || is_init && state.terminated.as_ref().is_some_and(|t| t.exit_code == 0),
-        started: Some(running),
+        ready: running && !is_init && !ctx.unready.contains(name)
+            || is_init && state.terminated.as_ref().is_some_and(|t| t.exit_code == 0),
+        started: Some(running && !ctx.unstarted.contains(name)),
         restart_count: current.map_or(0, |o| o.attempt as i32),
         state: Some(state),
         last_state,

@@ -34,7 +34,7 @@ fn seen(pod: &Pod, name: &str, attempt: u32, state: State, exit: Option<i64>) ->
 }
 
 fn ctx() -> Context {
-    Context { host_ip: "192.168.1.10".into(), now: Some(Timestamp::UNIX_EPOCH), waiting: BTreeMap::new() }
+    Context { host_ip: "192.168.1.10".into(), now: Some(Timestamp::UNIX_EPOCH), ..Default::default() }
 }
 
 fn condition<'a>(s: &'a PodStatus, t: &str) -> &'a str {
