@@ -523,17 +523,22 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        // Containers first (their mounts live under the data root), then the daemon by PID.
-        if let Ok(out) = self.cli(&["ps", "-aq"]) {
-            let ids: Vec<String> =
-                String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f"];
-                args.extend(ids.iter().map(String::as_str));
-                let _ = self.cli(&args);
+        // Containers first (their mounts live under the data root), then the networks (their
+        // bridges live on the host), then the daemon by PID. Twice, in case a kubelet that was
+        // still stopping started something in between.
+        for _ in 0..2 {
+            if let Ok(out) = self.cli(&["ps", "-aq"]) {
+                let ids: Vec<String> =
+                    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+                if !ids.is_empty() {
+                    let mut args = vec!["rm", "-f"];
+                    args.extend(ids.iter().map(String::as_str));
+                    let _ = self.cli(&args);
+                }
             }
+            let _ = self.cli(&["network", "prune", "-f"]);
+            std::thread::sleep(Duration::from_millis(200));
         }
-        let _ = self.cli(&["network", "prune", "-f"]);
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(20);

@@ -9,12 +9,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
-/// A node with its own dockerd and kubelet.
+/// A node with its own dockerd and kubelet. Fields drop in order: the kubelet stops before its
+/// dockerd is emptied, and both before the API server goes.
 struct Node1 {
-    c: Cluster,
-    docker: Dockerd,
     kubelet: Kubelet,
+    docker: Dockerd,
     pods: Api<Pod>,
+    c: Cluster,
 }
 
 async fn node(name: &str, pod_cidr: &str) -> Result<Node1> {
@@ -22,7 +23,7 @@ async fn node(name: &str, pod_cidr: &str) -> Result<Node1> {
     let docker = Dockerd::start().await?;
     let kubelet = Kubelet::start(&c.api, &docker, name, pod_cidr).await?;
     let pods = Api::namespaced(c.client().await?, "default");
-    Ok(Node1 { c, docker, kubelet, pods })
+    Ok(Node1 { kubelet, docker, pods, c })
 }
 
 fn pod(name: &str, node: &str, policy: &str, containers: serde_json::Value) -> Result<Pod> {
@@ -115,6 +116,19 @@ async fn node_registers_and_a_pod_runs_with_an_ip_and_shared_localhost() -> Resu
     let inspected =
         n.docker.run(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", running.trim_start_matches("docker://")])?;
     assert!(inspected.starts_with("container:"), "{inspected}");
+
+    // The story `kubectl describe pod` tells.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let params = kube::api::ListParams::default().fields("involvedObject.name=web");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reasons: Vec<String> = events.list(&params).await?.items.into_iter().filter_map(|e| e.reason).collect();
+        if ["Pulled", "Created", "Started"].iter().all(|r| reasons.iter().any(|x| x == r)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "events so far: {reasons:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(())
 }
 

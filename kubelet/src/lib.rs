@@ -8,6 +8,7 @@
 pub mod config;
 pub mod docker;
 mod error;
+pub mod events;
 pub mod node;
 pub mod pods;
 

@@ -24,6 +24,7 @@ use tracing::Instrument;
 use self::plan::Action;
 use self::status::{Context, Waiting};
 use crate::docker::{Docker, InspectCache, Kind, Observed, State};
+use crate::events::{Recorder, Type};
 use crate::{Config, Error};
 
 const BACKOFF_START: Duration = Duration::from_secs(10);
@@ -61,6 +62,7 @@ struct Shared {
     refreshed: Mutex<HashMap<String, std::time::Instant>>,
     /// Probe results by container ID and probe.
     probes: Mutex<HashMap<(String, probe::Kind), probe::Tracker>>,
+    events: Recorder,
 }
 
 /// Runs the pod loop until `shutdown`.
@@ -87,8 +89,9 @@ pub async fn run(
         }
     });
     let resync = config.resync;
+    let node_name = config.node_name.clone();
     let shared = Arc::new(Shared {
-        client,
+        client: client.clone(),
         docker,
         config,
         host_ip,
@@ -96,6 +99,7 @@ pub async fn run(
         waiting: Mutex::new(HashMap::new()),
         refreshed: Mutex::new(HashMap::new()),
         probes: Mutex::new(HashMap::new()),
+        events: Recorder::new(client.clone(), &node_name),
     });
     tokio::select! {
         () = shutdown.cancelled() => { reflect.abort(); return Ok(()) }
@@ -290,6 +294,8 @@ async fn run_probes(shared: &Shared, pod: &Pod, observed: &[Observed]) -> (BTree
                 tracker.record(p, result.is_ok(), now);
                 if let Err(message) = &result {
                     tracing::info!(container = %c.name, probe = kind.name(), %message, "probe failed");
+                    let text = format!("{} probe failed: {message}", kind.name());
+                    shared.events.pod(pod, Some(&c.name), Type::Warning, "Unhealthy", text);
                 }
                 if let Ok(mut m) = shared.probes.lock() {
                     m.insert(key, tracker);
@@ -302,6 +308,9 @@ async fn run_probes(shared: &Shared, pod: &Pod, observed: &[Observed]) -> (BTree
             };
             if failed {
                 tracing::info!(container = %c.name, probe = kind.name(), "container failed its probe; it will be restarted");
+                let text =
+                    format!("Container {} failed {} probe, will be restarted", c.name, kind.name().to_lowercase());
+                shared.events.pod(pod, Some(&c.name), Type::Normal, "Killing", text);
                 if let Err(e) = shared.docker.stop(&o.id, plan::grace_seconds(pod)).await {
                     tracing::warn!(error = %e, "stopping an unhealthy container failed");
                 }
@@ -394,11 +403,26 @@ async fn execute(shared: &Shared, pod: &Pod, observed: &[Observed], action: &Act
                         pod.metadata.namespace.as_deref().unwrap_or_default()
                     );
                     set_waiting(shared, &uid, name, Some(Waiting { reason: "CrashLoopBackOff".into(), message }));
+                    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+                    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+                    let text = format!("Back-off restarting failed container {name} in pod {pod_name}_{ns}({uid})");
+                    shared.events.pod(pod, Some(name), Type::Warning, "BackOff", text);
                     Ok(())
                 }
             }
         }
-        Action::Stop { id, grace } => shared.docker.stop(id, *grace).await,
+        Action::Stop { id, grace } => {
+            if let Some(o) = observed.iter().find(|o| o.id == *id && o.kind != Some(Kind::Sandbox)) {
+                shared.events.pod(
+                    pod,
+                    Some(&o.name),
+                    Type::Normal,
+                    "Killing",
+                    format!("Stopping container {}", o.name),
+                );
+            }
+            shared.docker.stop(id, *grace).await
+        }
         Action::Remove { id } => shared.docker.remove(id).await,
         Action::FinishDeletion => Ok(()),
     }
@@ -438,6 +462,7 @@ async fn start(
     let sources = match sources(shared, pod, Some(container)).await {
         Ok(s) => s,
         Err(message) => {
+            shared.events.pod(pod, Some(name), Type::Warning, "Failed", format!("Error: {message}"));
             set_waiting(shared, &uid, name, Some(Waiting { reason: "CreateContainerConfigError".into(), message }));
             return Ok(());
         }
@@ -449,6 +474,7 @@ async fn start(
         Err(message) => {
             tracing::warn!(container = name, %message, "mounting volumes failed");
             let message = format!("MountVolume.SetUp failed: {message}");
+            shared.events.pod(pod, None, Type::Warning, "FailedMount", message.clone());
             set_waiting(shared, &uid, name, Some(Waiting { reason: "ContainerCreating".into(), message }));
             return Ok(());
         }
@@ -456,19 +482,23 @@ async fn start(
     let mut spec = match spec::container(pod, container, kind, attempt, &sandbox.id, &sources) {
         Ok(s) => s,
         Err(spec::ConfigError(message)) => {
+            shared.events.pod(pod, Some(name), Type::Warning, "Failed", format!("Error: {message}"));
             set_waiting(shared, &uid, name, Some(Waiting { reason: "CreateContainerConfigError".into(), message }));
             return Ok(());
         }
     };
     spec.binds = binds;
     let id = shared.docker.create(&spec).await?;
+    shared.events.pod(pod, Some(name), Type::Normal, "Created", format!("Created container: {name}"));
     match shared.docker.start(&id).await {
         Ok(()) => {
+            shared.events.pod(pod, Some(name), Type::Normal, "Started", format!("Started container {name}"));
             set_waiting(shared, &uid, name, None);
             tracing::info!(container = name, attempt, "container started");
             Ok(())
         }
         Err(e) => {
+            shared.events.pod(pod, Some(name), Type::Warning, "Failed", format!("Error: {e}"));
             set_waiting(
                 shared,
                 &uid,
@@ -500,6 +530,8 @@ async fn ensure_image(shared: &Shared, pod: &Pod, c: &k8s_openapi::api::core::v1
         _ => true,
     };
     if !pull {
+        let message = format!("Container image \"{image}\" already present on machine");
+        shared.events.pod(pod, Some(&c.name), Type::Normal, "Pulled", message);
         return Ok(true);
     }
     let key = (uid.clone(), format!("pull:{}", c.name));
@@ -510,11 +542,17 @@ async fn ensure_image(shared: &Shared, pod: &Pod, c: &k8s_openapi::api::core::v1
     });
     if let Some(delay) = backing_off {
         let message = format!("Back-off pulling image \"{image}\" ({}s)", delay.as_secs());
+        shared.events.pod(pod, Some(&c.name), Type::Normal, "BackOff", format!("Back-off pulling image \"{image}\""));
+        shared.events.pod(pod, Some(&c.name), Type::Warning, "Failed", "Error: ImagePullBackOff".into());
         set_waiting(shared, &uid, &c.name, Some(Waiting { reason: "ImagePullBackOff".into(), message }));
         return Ok(false);
     }
+    shared.events.pod(pod, Some(&c.name), Type::Normal, "Pulling", format!("Pulling image \"{image}\""));
+    let began = std::time::Instant::now();
     match shared.docker.pull(&image, None).await {
         Ok(()) => {
+            let message = format!("Successfully pulled image \"{image}\" in {:.3}s", began.elapsed().as_secs_f64());
+            shared.events.pod(pod, Some(&c.name), Type::Normal, "Pulled", message);
             if let Ok(mut b) = shared.backoff.lock() {
                 b.remove(&key);
             }
@@ -527,6 +565,8 @@ async fn ensure_image(shared: &Shared, pod: &Pod, c: &k8s_openapi::api::core::v1
                 entry.last = Some(now);
             }
             let message = format!("Failed to pull image \"{image}\": {e}");
+            shared.events.pod(pod, Some(&c.name), Type::Warning, "Failed", message.clone());
+            shared.events.pod(pod, Some(&c.name), Type::Warning, "Failed", "Error: ErrImagePull".into());
             set_waiting(shared, &uid, &c.name, Some(Waiting { reason: "ErrImagePull".into(), message }));
             Ok(false)
         }

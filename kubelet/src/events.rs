@@ -1,0 +1,114 @@
+//! core/v1 Events about pods, as upstream's kubelet records them (Pulling, Pulled, Created,
+//! Started, Killing, BackOff, Unhealthy, Failed, FailedMount), so `kubectl describe pod` tells
+//! the story. A repeat of the same event within a minute bumps its count instead of adding one,
+//! and is written at most every 10 s.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+
+const REPEAT_WINDOW: Duration = Duration::from_secs(60);
+const REPEAT_WRITE_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Normal,
+    Warning,
+}
+
+/// What was written for one (pod, container, reason, message).
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    count: i32,
+    written: Instant,
+}
+
+pub struct Recorder {
+    client: kube::Client,
+    node: String,
+    seen: Mutex<HashMap<(String, String, String, String), Seen>>,
+}
+
+impl Recorder {
+    pub fn new(client: kube::Client, node: &str) -> Self {
+        Recorder { client, node: node.to_string(), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Records an event about `pod` (and `container`, when given), in the background.
+    pub fn pod(&self, pod: &Pod, container: Option<&str>, type_: Type, reason: &str, message: String) {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let key = (
+            pod.metadata.uid.clone().unwrap_or_default(),
+            container.unwrap_or("").to_string(),
+            reason.to_string(),
+            message.clone(),
+        );
+        let now = Instant::now();
+        // (event name, Some(count) for a repeat)
+        let (name, repeat) = {
+            let Ok(mut seen) = self.seen.lock() else { return };
+            seen.retain(|_, s| now.duration_since(s.written) < REPEAT_WINDOW);
+            match seen.get_mut(&key) {
+                Some(s) if now.duration_since(s.written) < REPEAT_WRITE_EVERY => return,
+                Some(s) => {
+                    s.count += 1;
+                    s.written = now;
+                    (s.name.clone(), Some(s.count))
+                }
+                None => {
+                    let name = format!("{pod_name}.{:x}", Timestamp::now().as_nanosecond());
+                    seen.insert(key, Seen { name: name.clone(), count: 1, written: now });
+                    (name, None)
+                }
+            }
+        };
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let time = Time(Timestamp::now());
+        if let Some(count) = repeat {
+            let patch = serde_json::json!({"count": count, "lastTimestamp": time});
+            tokio::spawn(async move {
+                if let Err(e) = events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    tracing::debug!(error = %e, event = %name, "updating an event failed");
+                }
+            });
+            return;
+        }
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name), namespace: Some(ns.clone()), ..Default::default() },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(ns),
+                name: Some(pod_name),
+                uid: pod.metadata.uid.clone(),
+                resource_version: pod.metadata.resource_version.clone(),
+                field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+            },
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            type_: Some(match type_ {
+                Type::Normal => "Normal".into(),
+                Type::Warning => "Warning".into(),
+            }),
+            count: Some(1),
+            first_timestamp: Some(time.clone()),
+            last_timestamp: Some(time),
+            source: Some(EventSource { component: Some("kubelet".into()), host: Some(self.node.clone()) }),
+            reporting_component: Some("kubelet".into()),
+            reporting_instance: Some(self.node.clone()),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            if let Err(e) = events.create(&PostParams::default(), &event).await {
+                tracing::debug!(error = %e, "recording an event failed");
+            }
+        });
+    }
+}
