@@ -59,6 +59,14 @@ pub struct Args {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RK_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
+    /// Client certificate the API server presents to kubelets (pods/log).
+    #[arg(long, env = "RK_KUBELET_CLIENT_CERTIFICATE")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    #[arg(long, env = "RK_KUBELET_CLIENT_KEY")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// CA of the kubelets' serving certificates; unchecked without it, as upstream.
+    #[arg(long, env = "RK_KUBELET_CERTIFICATE_AUTHORITY")]
+    pub kubelet_certificate_authority: Option<PathBuf>,
     /// Events each resource's watch cache keeps for watchers resuming from a resourceVersion.
     #[arg(long, env = "RK_WATCH_CACHE_SIZE", default_value_t = crate::cache::DEFAULT_HISTORY)]
     pub watch_cache_size: usize,
@@ -79,6 +87,7 @@ pub struct Config {
     pub service_node_port_range: String,
     pub max_request_bytes: usize,
     pub watch_cache_size: usize,
+    pub kubelet: crate::kubelet::KubeletTls,
 }
 
 impl TryFrom<Args> for Config {
@@ -104,6 +113,11 @@ impl TryFrom<Args> for Config {
             service_node_port_range: a.service_node_port_range,
             max_request_bytes: a.max_request_bytes,
             watch_cache_size: a.watch_cache_size.max(100),
+            kubelet: crate::kubelet::KubeletTls {
+                client_certificate: a.kubelet_client_certificate,
+                client_key: a.kubelet_client_key,
+                certificate_authority: a.kubelet_certificate_authority,
+            },
         })
     }
 }

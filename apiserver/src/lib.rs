@@ -24,6 +24,7 @@ pub mod cache;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod kubelet;
 pub mod metrics;
 pub mod object;
 pub mod openapi;

@@ -101,7 +101,8 @@ impl Server {
             config.watch_cache_size,
             metrics,
             shutdown.clone(),
-        );
+        )
+        .with_kubelet(crate::kubelet::KubeletClient::new(&config.kubelet)?);
         Ok(Server { listener, tls, state: Arc::new(State { api, tokens, address }), shutdown })
     }
 

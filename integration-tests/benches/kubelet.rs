@@ -100,7 +100,7 @@ async fn start_pods(pods: &Api<Pod>, names: &[String]) -> Result<Vec<Duration>> 
 async fn main() -> Result<()> {
     let c = Cluster::start().await?;
     let docker = Dockerd::start().await?;
-    let _kubelet = Kubelet::start(&c.api, &docker, "bench-node", "10.232.0.0/24").await?;
+    let _kubelet = Kubelet::start(&c, &docker, "bench-node", "10.232.0.0/24").await?;
     let pods: Api<Pod> = Api::namespaced(c.client().await?, "default");
     // Warm-up: the node registers and the pause image is imported.
     start_pods(&pods, &["warm-0".to_string()]).await?;

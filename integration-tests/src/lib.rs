@@ -335,6 +335,7 @@ impl ApiServer {
 
     /// Starts with a configuration adjusted by `tweak` (a token file, a small body limit…).
     pub async fn start_with(etcd: &[String], pki: &Pki, tweak: impl FnOnce(&mut apiserver::Config)) -> Result<Self> {
+        let (kubelet_cert, kubelet_key) = pki.client_cert("kube-apiserver-kubelet-client", &["system:masters"])?;
         let mut config = apiserver::Config {
             etcd_servers: etcd.to_vec(),
             etcd_tls: Default::default(),
@@ -348,6 +349,11 @@ impl ApiServer {
             service_node_port_range: apiserver::config::DEFAULT_SERVICE_NODE_PORT_RANGE.into(),
             max_request_bytes: apiserver::config::DEFAULT_MAX_REQUEST_BYTES,
             watch_cache_size: apiserver::cache::DEFAULT_HISTORY,
+            kubelet: apiserver::kubelet::KubeletTls {
+                client_certificate: Some(kubelet_cert),
+                client_key: Some(kubelet_key),
+                certificate_authority: None,
+            },
         };
         tweak(&mut config);
         let stop = CancellationToken::new();
@@ -563,7 +569,8 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
-    pub async fn start(api: &ApiServer, docker: &Dockerd, node: &str, pod_cidr: &str) -> Result<Self> {
+    pub async fn start(cluster: &Cluster, docker: &Dockerd, node: &str, pod_cidr: &str) -> Result<Self> {
+        let (api, pki) = (&cluster.api, &cluster.pki);
         let root = TempDir::new("kubelet")?;
         let config = kubelet::Config {
             kubeconfig: api.kubeconfig.clone(),
@@ -578,6 +585,14 @@ impl Kubelet {
             docker_socket: docker.socket.display().to_string(),
             pause_image: kubelet::config::DEFAULT_PAUSE_IMAGE.into(),
             resync: Duration::from_millis(500),
+            server: Some((
+                "127.0.0.1:0".parse()?,
+                kubelet::server::Tls {
+                    cert_file: pki.server_cert.clone(),
+                    key_file: pki.server_key.clone(),
+                    client_ca_file: pki.ca_cert.clone(),
+                },
+            )),
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(kubelet::run(config, shutdown.clone()));

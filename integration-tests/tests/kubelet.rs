@@ -21,7 +21,7 @@ struct Node1 {
 async fn node(name: &str, pod_cidr: &str) -> Result<Node1> {
     let c = Cluster::start().await?;
     let docker = Dockerd::start().await?;
-    let kubelet = Kubelet::start(&c.api, &docker, name, pod_cidr).await?;
+    let kubelet = Kubelet::start(&c, &docker, name, pod_cidr).await?;
     let pods = Api::namespaced(c.client().await?, "default");
     Ok(Node1 { kubelet, docker, pods, c })
 }
@@ -246,7 +246,7 @@ async fn kubelet_restart_adopts_containers_and_cleans_up_what_was_deleted_meanwh
     n.pods.delete("drop", &DeleteParams::default()).await?;
     n.pods.delete("force", &DeleteParams::default().grace_period(0)).await?;
     assert!(n.pods.get_opt("drop").await?.is_some_and(|p| p.metadata.deletion_timestamp.is_some()));
-    n.kubelet = Kubelet::start(&n.c.api, &n.docker, "node-e", "10.231.5.0/24").await?;
+    n.kubelet = Kubelet::start(&n.c, &n.docker, "node-e", "10.231.5.0/24").await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while n.pods.get_opt("drop").await?.is_some() {
         assert!(tokio::time::Instant::now() < deadline, "the pod deleted meanwhile was not finished");
@@ -400,5 +400,61 @@ async fn probes_drive_readiness_and_restart_on_liveness_failure() -> Result<()> 
         Some(format!("docker://{gate_id}").as_str())
     );
     assert_eq!(container(&p, "web").map(|s| s.restart_count), Some(0), "only the unhealthy container restarts");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_through_the_api_server_and_the_stock_kubectl() -> Result<()> {
+    let n = node("node-i", "10.231.9.0/24").await?;
+    let talker = sh("talker", "echo first; echo second; i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done");
+    let quiet = sh("quiet", "echo from-quiet; exec sleep 3600");
+    n.pods.create(&PostParams::default(), &pod("chatty", "node-i", "Always", json!([talker, quiet]))?).await?;
+    wait_for(&n.pods, "chatty", 60, "Running", |p| phase(p) == "Running").await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let params = kube::api::LogParams { container: Some("talker".into()), tail_lines: None, ..Default::default() };
+    let text = n.pods.logs("chatty", &params).await?;
+    assert!(text.starts_with("first\nsecond\n") && text.contains("tick-1"), "{text}");
+    let tail =
+        n.pods.logs("chatty", &kube::api::LogParams { container: Some("quiet".into()), ..Default::default() }).await?;
+    assert_eq!(tail, "from-quiet\n");
+    let err = n.pods.logs("chatty", &kube::api::LogParams::default()).await.expect_err("two containers");
+    assert!(
+        err.to_string().contains("a container name must be specified for pod chatty, choose one of: [talker quiet]"),
+        "{err}"
+    );
+
+    // The stock kubectl: logs -c, --tail, and -f (which keeps streaming).
+    let kubeconfig = n.c.api.kubeconfig.clone();
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["logs", "chatty", "-c", "talker", "--tail=1"])
+            .output()
+    })?;
+    let last = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && last.trim().starts_with("tick-") && last.lines().count() == 1, "{last:?}");
+    let mut follow = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["logs", "-f", "chatty", "-c", "talker", "--tail=1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = follow.stdout.take().expect("stdout");
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().map_while(Result::ok).take(5).collect::<Vec<_>>()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !lines.is_finished() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let seen = lines.join().unwrap_or_default();
+    assert_eq!(seen.len(), 5, "kubectl logs -f stopped streaming: {seen:?}");
+    let ticks: Vec<u64> = seen.iter().filter_map(|l| l.strip_prefix("tick-")?.parse().ok()).collect();
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
     Ok(())
 }

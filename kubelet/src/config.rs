@@ -13,6 +13,7 @@ pub const DEFAULT_DOCKER_ENDPOINT: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_PAUSE_IMAGE: &str = "rkube/pause:1";
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/rk-kubelet";
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_PORT: u16 = 10250;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "rk-kubelet", about = "The rkube node agent: runs this node's pods on Docker", version)]
@@ -47,6 +48,20 @@ pub struct Args {
     /// Docker Engine socket.
     #[arg(long, env = "RK_DOCKER_ENDPOINT", default_value = DEFAULT_DOCKER_ENDPOINT)]
     pub docker_endpoint: String,
+    /// Address of the HTTPS server (logs) for the API server.
+    #[arg(long, env = "RK_ADDRESS", default_value = "0.0.0.0")]
+    pub address: IpAddr,
+    /// Port of the HTTPS server (0 picks a free one).
+    #[arg(long, env = "RK_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Serving certificate of the HTTPS server; without it and the key there is no server.
+    #[arg(long, env = "RK_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "RK_TLS_PRIVATE_KEY_FILE")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// CA of the client certificates the HTTPS server accepts (the API server's).
+    #[arg(long, env = "RK_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
     /// Image of each pod's sandbox container; imported from busybox when absent.
     #[arg(long, env = "RK_POD_INFRA_CONTAINER_IMAGE", default_value = DEFAULT_PAUSE_IMAGE)]
     pub pod_infra_container_image: String,
@@ -69,6 +84,8 @@ pub struct Config {
     pub pause_image: String,
     /// How often pods are compared with Docker when nothing else prompts it.
     pub resync: std::time::Duration,
+    /// The HTTPS server's address and TLS files, when it is enabled.
+    pub server: Option<(std::net::SocketAddr, crate::server::Tls)>,
 }
 
 impl TryFrom<Args> for Config {
@@ -107,6 +124,18 @@ impl TryFrom<Args> for Config {
             docker_socket,
             pause_image: a.pod_infra_container_image,
             resync: std::time::Duration::from_secs(1),
+            server: match (a.tls_cert_file, a.tls_private_key_file, a.client_ca_file) {
+                (Some(cert_file), Some(key_file), Some(client_ca_file)) => Some((
+                    std::net::SocketAddr::new(a.address, a.port),
+                    crate::server::Tls { cert_file, key_file, client_ca_file },
+                )),
+                (None, None, _) => None,
+                _ => {
+                    return Err(Error::Config(
+                        "--tls-cert-file, --tls-private-key-file and --client-ca-file go together".into(),
+                    ));
+                }
+            },
         })
     }
 }

@@ -360,6 +360,65 @@ impl Docker {
         Ok((inspected.exit_code.unwrap_or(-1), output))
     }
 
+    /// The latest attempt of a pod's container (or the one before it).
+    pub async fn find(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<Option<String>, Error> {
+        let filters = vec![
+            format!("{LABEL_NODE}={}", self.node),
+            format!("{LABEL_POD_NAMESPACE}={namespace}"),
+            format!("{LABEL_POD_NAME}={pod}"),
+            format!("{LABEL_CONTAINER_NAME}={container}"),
+        ];
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".into(), filters)])),
+            ..Default::default()
+        };
+        let mut found: Vec<(u32, String)> = self
+            .client
+            .list_containers(Some(options))
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let attempt = c.labels.as_ref()?.get(LABEL_ATTEMPT)?.parse().ok()?;
+                Some((attempt, c.id?))
+            })
+            .collect();
+        found.sort();
+        let index = if previous { found.len().checked_sub(2) } else { found.len().checked_sub(1) };
+        Ok(index.map(|i| found[i].1.clone()))
+    }
+
+    /// A container's stdout and stderr as Docker keeps them.
+    pub fn logs(
+        &self,
+        id: &str,
+        o: &LogOptions,
+    ) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + use<> {
+        let since = o.since_seconds.map_or(0, |s| {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            i32::try_from(now - s).unwrap_or(0)
+        });
+        let options = bollard::query_parameters::LogsOptions {
+            follow: o.follow,
+            stdout: true,
+            stderr: true,
+            since,
+            timestamps: o.timestamps,
+            tail: o.tail_lines.map_or_else(|| "all".to_string(), |n| n.to_string()),
+            ..Default::default()
+        };
+        futures::StreamExt::map(self.client.logs(id, Some(options)), |chunk| {
+            chunk.map(bollard::container::LogOutput::into_bytes).map_err(std::io::Error::other)
+        })
+    }
+
     pub async fn start(&self, id: &str) -> Result<(), Error> {
         self.client.start_container(id, None).await?;
         Ok(())
@@ -388,6 +447,39 @@ impl Docker {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What `pods/log` asks for, from the kubelet's `/containerLogs` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub tail_lines: Option<u64>,
+    pub since_seconds: Option<i64>,
+    pub limit_bytes: Option<u64>,
+}
+
+impl LogOptions {
+    pub fn from_query(query: &[(String, String)]) -> Result<Self, String> {
+        let mut o = LogOptions::default();
+        for (k, v) in query {
+            let flag = || v == "true" || v == "1";
+            let number = |what: &str| {
+                v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| format!("{what}: invalid value {v:?}"))
+            };
+            match k.as_str() {
+                "follow" => o.follow = flag(),
+                "previous" => o.previous = flag(),
+                "timestamps" => o.timestamps = flag(),
+                "tailLines" => o.tail_lines = Some(number("tailLines")? as u64),
+                "sinceSeconds" => o.since_seconds = Some(number("sinceSeconds")?),
+                "limitBytes" => o.limit_bytes = Some(number("limitBytes")? as u64),
+                _ => {}
+            }
+        }
+        Ok(o)
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 pub mod events;
 pub mod node;
 pub mod pods;
+pub mod server;
 
 use std::path::Path;
 
@@ -34,7 +35,15 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> 
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let client = client_from_kubeconfig(&config.kubeconfig).await?;
     let docker = docker::Docker::connect(&config.docker_socket, &config.node_name).await?;
-    let facts = node::Facts::read(&config, docker.runtime_version().await?);
+    let mut facts = node::Facts::read(&config, docker.runtime_version().await?);
+    let server = match &config.server {
+        Some((address, tls)) => {
+            let listener = server::bind(*address).await?;
+            facts.kubelet_port = i32::from(listener.local_addr()?.port());
+            Some((listener, tls.clone()))
+        }
+        None => None,
+    };
     let nodes: Api<Node> = Api::all(client.clone());
     let registered = node::register(&nodes, &facts, &config).await?;
     tracing::info!(node = %facts.name, ip = %facts.internal_ip, "node registered");
@@ -50,7 +59,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         registered.metadata.uid.clone().unwrap_or_default(),
         shutdown.clone(),
     ));
+    let serving = server.map(|(listener, tls)| {
+        let (docker, shutdown) = (docker.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, tls, docker, shutdown).await {
+                tracing::error!(error = %e, "the kubelet's HTTPS server stopped");
+            }
+        })
+    });
     let result = pods::run(client, docker, config, facts.internal_ip.clone(), shutdown).await;
     heartbeat.abort();
+    if let Some(s) = serving {
+        s.abort();
+    }
     result
 }

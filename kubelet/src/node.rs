@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -36,6 +38,8 @@ pub struct Facts {
     pub architecture: String,
     pub machine_id: String,
     pub boot_id: String,
+    /// The port of the kubelet's HTTPS server (0: none).
+    pub kubelet_port: i32,
 }
 
 impl Facts {
@@ -65,6 +69,7 @@ impl Facts {
             architecture: go_arch(std::env::consts::ARCH).to_string(),
             machine_id: read("/etc/machine-id"),
             boot_id: read("/proc/sys/kernel/random/boot_id"),
+            kubelet_port: 0,
         }
     }
 }
@@ -170,6 +175,8 @@ pub fn node_status(facts: &Facts, previous: Option<&NodeStatus>, now: Timestamp)
             system_uuid: facts.machine_id.clone(),
             ..Default::default()
         }),
+        daemon_endpoints: (facts.kubelet_port > 0)
+            .then_some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: facts.kubelet_port }) }),
         ..Default::default()
     }
 }
@@ -182,7 +189,6 @@ pub fn status_changed(a: &NodeStatus, b: &NodeStatus) -> bool {
             c.last_heartbeat_time = None;
         }
         s.images = None;
-        s.daemon_endpoints = None;
         s
     };
     strip(a) != strip(b)
@@ -295,6 +301,7 @@ mod tests {
             architecture: "amd64".into(),
             machine_id: "m".into(),
             boot_id: "b".into(),
+            kubelet_port: 10250,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Api {
     pub definitions: Arc<Definitions>,
     /// Field tables for protobuf bodies, named after `definitions`.
     pub protobuf: api_types::protobuf::Decoder,
+    /// Client for the kubelets' HTTPS servers (pods/log).
+    pub kubelet: crate::kubelet::KubeletClient,
     pub shutdown: CancellationToken,
 }
 
@@ -60,7 +62,14 @@ impl Api {
             .collect();
         let definitions = Arc::new(crate::openapi::definitions());
         let protobuf = api_types::protobuf::Decoder::new(&definitions);
-        Api { store, root, caches, allocator, max_body_bytes, metrics, definitions, protobuf, shutdown }
+        let kubelet = crate::kubelet::KubeletClient::default();
+        Api { store, root, caches, allocator, max_body_bytes, metrics, definitions, protobuf, kubelet, shutdown }
+    }
+
+    /// Sets the client for kubelets (pods/log).
+    pub fn with_kubelet(mut self, kubelet: crate::kubelet::KubeletClient) -> Self {
+        self.kubelet = kubelet;
+        self
     }
 
     pub fn cache(&self, resource: &ResourceInfo) -> &Cache {

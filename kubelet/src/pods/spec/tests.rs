@@ -21,6 +21,7 @@ fn config() -> Config {
         docker_socket: "/var/run/docker.sock".into(),
         pause_image: "rkube/pause:1".into(),
         resync: std::time::Duration::from_secs(1),
+        server: None,
     }
 }
 

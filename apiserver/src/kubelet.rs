@@ -1,0 +1,134 @@
+//! Requests the API server makes to kubelets (`pods/log`): HTTPS to the node's InternalIP and
+//! kubelet port, presenting `--kubelet-client-certificate`. The kubelet's serving certificate is
+//! checked against `--kubelet-certificate-authority` when given and, as upstream, not otherwise.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+
+use crate::RunError;
+use crate::error::Error;
+
+/// The kubelet client's TLS files.
+#[derive(Debug, Clone, Default)]
+pub struct KubeletTls {
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub certificate_authority: Option<PathBuf>,
+}
+
+#[derive(Clone, Default)]
+pub struct KubeletClient {
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl KubeletClient {
+    pub fn new(files: &KubeletTls) -> Result<Self, RunError> {
+        let (Some(cert), Some(key)) = (&files.client_certificate, &files.client_key) else {
+            return Ok(KubeletClient { tls: None });
+        };
+        let bad = |p: &PathBuf, e: &dyn std::fmt::Display| RunError::Tls(format!("{}: {e}", p.display()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| bad(cert, &e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(cert, &e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| RunError::Tls(e.to_string()))?;
+        let builder = match &files.certificate_authority {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(ca, &e))? {
+                    roots.add(c.map_err(|e| bad(ca, &e))?).map_err(|e| bad(ca, &e))?;
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider))),
+        };
+        let mut config = builder.with_client_auth_cert(certs, key).map_err(|e| RunError::Tls(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(KubeletClient { tls: Some(tokio_rustls::TlsConnector::from(Arc::new(config))) })
+    }
+
+    /// GET `path_and_query` on the kubelet at `host:port`; the response streams through.
+    pub async fn get(
+        &self,
+        host: &str,
+        port: u16,
+        path_and_query: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
+        let tls = self.tls.clone().ok_or_else(|| {
+            Error::BadRequest("the API server has no kubelet client certificate (--kubelet-client-certificate)".into())
+        })?;
+        let unreachable =
+            |e: &dyn std::fmt::Display| Error::Internal(format!("cannot reach the kubelet at {host}:{port}: {e}"));
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| unreachable(&e))?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| unreachable(&e))?;
+        let stream = tls.connect(name, tcp).await.map_err(|e| unreachable(&e))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "kubelet connection ended");
+            }
+        });
+        let req = hyper::Request::get(path_and_query)
+            .header("host", format!("{host}:{port}"))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        sender.send_request(req).await.map_err(|e| unreachable(&e))
+    }
+}
+
+/// Reads a kubelet's error answer (small) as text.
+pub async fn error_text(resp: hyper::Response<hyper::body::Incoming>) -> String {
+    match resp.into_body().collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).trim().to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Accepts any server certificate: upstream's behaviour without --kubelet-certificate-authority.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
