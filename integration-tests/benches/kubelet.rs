@@ -34,34 +34,30 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Raw Docker: create+start a pause container, then an app container in its namespaces.
-fn raw_pair(docker: &Dockerd, i: usize) -> Result<Duration> {
+/// Raw Docker, through the same API client the kubelet uses: create+start a pause container on
+/// the node's network, then an app container in its namespaces.
+async fn raw_pair(docker: &kubelet::docker::Docker, i: usize) -> Result<Duration> {
+    use kubelet::docker::ContainerSpec;
     let start = Instant::now();
-    let pause = docker.run(&[
-        "run",
-        "-d",
-        "--name",
-        &format!("raw-pause-{i}"),
-        "--network",
-        "none",
-        "--ipc",
-        "shareable",
-        "rkube/pause:1",
-    ])?;
-    let join = format!("container:{pause}");
-    docker.run(&[
-        "run",
-        "-d",
-        "--name",
-        &format!("raw-app-{i}"),
-        "--network",
-        &join,
-        "--ipc",
-        &join,
-        BUSYBOX,
-        "sleep",
-        "3600",
-    ])?;
+    let pause = ContainerSpec {
+        docker_name: format!("raw-pause-{i}"),
+        image: "rkube/pause:1".into(),
+        network_mode: "rk-bench-node".into(),
+        ipc_mode: Some("shareable".into()),
+        ..Default::default()
+    };
+    let id = docker.create(&pause).await?;
+    docker.start(&id).await?;
+    let app = ContainerSpec {
+        docker_name: format!("raw-app-{i}"),
+        image: BUSYBOX.into(),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        network_mode: format!("container:{id}"),
+        ipc_mode: Some(format!("container:{id}")),
+        ..Default::default()
+    };
+    let app_id = docker.create(&app).await?;
+    docker.start(&app_id).await?;
     Ok(start.elapsed())
 }
 
@@ -105,10 +101,10 @@ async fn main() -> Result<()> {
     // Warm-up: the node registers and the pause image is imported.
     start_pods(&pods, &["warm-0".to_string()]).await?;
 
+    let raw_client = kubelet::docker::Docker::connect(&docker.socket.display().to_string(), "raw-bench").await?;
     let mut raw = Vec::new();
     for i in 0..PODS {
-        let d = tokio::task::block_in_place(|| raw_pair(&docker, i))?;
-        raw.push(d);
+        raw.push(raw_pair(&raw_client, i).await?);
     }
     raw.sort();
     for i in 0..PODS {
@@ -125,7 +121,7 @@ async fn main() -> Result<()> {
 
     let raw_p50 = percentile(&raw, 0.5);
     println!(
-        "raw Docker create+start of a pause and an app container (docker CLI, one pair at a time): p50 {:.0} ms, p99 {:.0} ms",
+        "raw Docker create+start of a pause and an app container (Engine API, one pair at a time): p50 {:.0} ms, p99 {:.0} ms",
         ms(raw_p50),
         ms(percentile(&raw, 0.99))
     );

@@ -208,9 +208,24 @@ impl Docker {
 
     /// Every container this node's kubelet started, with the details of inspect.
     pub async fn list(&self, inspect_cache: &mut InspectCache) -> Result<Vec<Observed>, Error> {
+        self.list_matching(inspect_cache, None).await
+    }
+
+    /// The containers of one pod.
+    pub async fn list_pod(&self, inspect_cache: &mut InspectCache, uid: &str) -> Result<Vec<Observed>, Error> {
+        self.list_matching(inspect_cache, Some(format!("{LABEL_POD_UID}={uid}"))).await
+    }
+
+    async fn list_matching(
+        &self,
+        inspect_cache: &mut InspectCache,
+        label: Option<String>,
+    ) -> Result<Vec<Observed>, Error> {
+        let mut labels = vec![format!("{LABEL_NODE}={}", self.node)];
+        labels.extend(label);
         let options = ListContainersOptions {
             all: true,
-            filters: Some(HashMap::from([("label".into(), vec![format!("{LABEL_NODE}={}", self.node)])])),
+            filters: Some(HashMap::from([("label".into(), labels)])),
             ..Default::default()
         };
         let summaries = self.client.list_containers(Some(options)).await?;

@@ -172,13 +172,46 @@ async fn remove_orphan(shared: &Shared, uid: &str, observed: Vec<Observed>) {
     volumes::cleanup(&shared.config.root_dir, uid);
 }
 
-/// One pass for one pod: the plan's next steps, then its status.
-async fn sync_pod(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
+/// Plans taken in a row by one worker: a new pod's sandbox and then its containers start in one
+/// go instead of one pass apart.
+const STEPS_PER_SYNC: usize = 4;
+
+/// One pass for one pod: the plan's next steps (re-planned on what Docker then has while they
+/// start things), then its status.
+async fn sync_pod(shared: &Shared, pod: &Pod, mut observed: Vec<Observed>) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    for _ in 0..STEPS_PER_SYNC {
+        let actions = plan::plan(pod, &observed);
+        let progress = actions.iter().any(|a| matches!(a, Action::CreateSandbox { .. } | Action::Start { .. }));
+        if actions.is_empty() {
+            break;
+        }
+        if !execute_all(shared, pod, &observed, actions).await {
+            return;
+        }
+        let mut cache = InspectCache::default();
+        match shared.docker.list_pod(&mut cache, &uid).await {
+            Ok(fresh) => observed = fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing the pod's containers failed");
+                break;
+            }
+        }
+        if !progress {
+            break;
+        }
+    }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return;
+    }
+    write_status(shared, pod, observed).await;
+}
+
+/// Executes one plan; false once the pod is gone (its deletion finished).
+async fn execute_all(shared: &Shared, pod: &Pod, observed: &[Observed], actions: Vec<Action>) -> bool {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let actions = plan::plan(pod, &observed);
-    let mut acted = false;
     for action in actions {
         let result = match &action {
             Action::FinishDeletion => {
@@ -195,28 +228,23 @@ async fn sync_pod(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
                 }
                 volumes::cleanup(&shared.config.root_dir, &uid);
                 forget(shared, &uid);
-                return;
+                return false;
             }
-            action => execute(shared, pod, &observed, action).await,
+            action => execute(shared, pod, observed, action).await,
         };
-        acted = true;
         if let Err(e) = result {
             tracing::warn!(?action, error = %e, "pod step failed");
         }
     }
-    if pod.metadata.deletion_timestamp.is_some() {
-        return;
-    }
+    true
+}
+
+/// Probes, volume refreshes and the status write of a pod that is not being deleted.
+async fn write_status(shared: &Shared, pod: &Pod, observed: Vec<Observed>) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
     refresh_volumes(shared, pod, &observed).await;
-    let observed = if acted {
-        let mut cache = InspectCache::default();
-        match shared.docker.list(&mut cache).await {
-            Ok(all) => all.into_iter().filter(|o| o.pod_uid == uid).collect(),
-            Err(_) => observed,
-        }
-    } else {
-        observed
-    };
     let (unready, unstarted) = run_probes(shared, pod, &observed).await;
     let waiting = shared.waiting.lock().map(|w| w.get(&uid).cloned().unwrap_or_default()).unwrap_or_default();
     let ctx = Context { host_ip: shared.host_ip.clone(), now: None, waiting, unready, unstarted };
