@@ -458,3 +458,39 @@ async fn logs_through_the_api_server_and_the_stock_kubectl() -> Result<()> {
     assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_in_order_then_limits_in_docker() -> Result<()> {
+    let n = node("node-j", "10.231.10.0/24").await?;
+    let first = json!({"name": "first", "image": BUSYBOX, "command": ["sh", "-c", "echo one >> /work/order"],
+                       "volumeMounts": [{"name": "work", "mountPath": "/work"}]});
+    let second = json!({"name": "second", "image": BUSYBOX, "command": ["sh", "-c", "test -f /work/order && echo two >> /work/order"],
+                        "volumeMounts": [{"name": "work", "mountPath": "/work"}]});
+    let app = json!({
+        "name": "app", "image": BUSYBOX,
+        "command": ["sh", "-c", "test \"$(cat /work/order | tr '\\n' ' ')\" = 'one two ' && exec sleep 3600"],
+        "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+        "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "250m", "memory": "32Mi"}}
+    });
+    let mut p = pod("ordered", "node-j", "Never", json!([app]))?;
+    let spec = p.spec.as_mut().expect("spec");
+    spec.init_containers = Some(serde_json::from_value(json!([first, second]))?);
+    spec.volumes = Some(serde_json::from_value(json!([{"name": "work", "emptyDir": {}}]))?);
+    n.pods.create(&PostParams::default(), &p).await?;
+    let p = wait_for(&n.pods, "ordered", 60, "Running", |p| phase(p) == "Running").await?;
+    let inits = p.status.as_ref().and_then(|s| s.init_container_statuses.clone()).unwrap_or_default();
+    assert_eq!(inits.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["first", "second"]);
+    for s in &inits {
+        let code = s.state.as_ref().and_then(|st| st.terminated.as_ref()).map(|t| t.exit_code);
+        assert_eq!(code, Some(0), "{}", s.name);
+    }
+    let id = container(&p, "app").and_then(|s| s.container_id.clone()).expect("app id");
+    let limits = n.docker.run(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.CpuShares}}",
+        id.trim_start_matches("docker://"),
+    ])?;
+    assert_eq!(limits, format!("{} 500000000 256", 64 * 1024 * 1024));
+    Ok(())
+}
