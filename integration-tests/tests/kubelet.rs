@@ -494,3 +494,30 @@ async fn init_containers_in_order_then_limits_in_docker() -> Result<()> {
     assert_eq!(limits, format!("{} 500000000 256", 64 * 1024 * 1024));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_of_the_previous_attempt() -> Result<()> {
+    let n = node("node-k", "10.231.11.0/24").await?;
+    let script = "n=$(cat /d/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /d/n; echo run-$n; \
+                  [ $n -ge 2 ] && exec sleep 3600; exit 1";
+    let mut p = pod(
+        "twice",
+        "node-k",
+        "Always",
+        json!([{
+            "name": "main", "image": BUSYBOX, "command": ["sh", "-c", script],
+            "volumeMounts": [{"name": "d", "mountPath": "/d"}]
+        }]),
+    )?;
+    p.spec.as_mut().expect("spec").volumes = Some(serde_json::from_value(json!([{"name": "d", "emptyDir": {}}]))?);
+    n.pods.create(&PostParams::default(), &p).await?;
+    wait_for(&n.pods, "twice", 60, "the second attempt running", |p| {
+        container(p, "main").is_some_and(|s| s.restart_count == 1 && s.ready)
+    })
+    .await?;
+    let current = n.pods.logs("twice", &kube::api::LogParams::default()).await?;
+    assert_eq!(current, "run-2\n");
+    let previous = n.pods.logs("twice", &kube::api::LogParams { previous: true, ..Default::default() }).await?;
+    assert_eq!(previous, "run-1\n");
+    Ok(())
+}
