@@ -96,7 +96,7 @@ async fn start_pods(pods: &Api<Pod>, names: &[String]) -> Result<Vec<Duration>> 
 async fn main() -> Result<()> {
     let c = Cluster::start().await?;
     let docker = Dockerd::start().await?;
-    let _kubelet = Kubelet::start(&c, &docker, "bench-node", "10.232.0.0/24").await?;
+    let mut kubelet = Kubelet::start(&c, &docker, "bench-node", "10.232.0.0/24").await?;
     let pods: Api<Pod> = Api::namespaced(c.client().await?, "default");
     // Warm-up: the node registers and the pause image is imported.
     start_pods(&pods, &["warm-0".to_string()]).await?;
@@ -134,5 +134,7 @@ async fn main() -> Result<()> {
             ms(percentile(lat, 0.99))
         );
     }
+    // Stop the kubelet before its dockerd is emptied, so nothing is restarted behind it.
+    kubelet.stop().await?;
     Ok(())
 }
