@@ -67,6 +67,7 @@ fn subresource_kind(r: &ResourceInfo, sub: &str) -> (String, &'static str, &'sta
         "scale" => ("Scale".into(), "autoscaling", "v1"),
         "binding" => ("Binding".into(), "", "v1"),
         "eviction" => ("Eviction".into(), "policy", "v1"),
+        "exec" => ("PodExecOptions".into(), "", "v1"),
         _ => (r.kind.to_string(), "", ""),
     }
 }
@@ -96,6 +97,8 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             let verbs: &[&str] = match *sub {
                 "binding" | "eviction" => &["create"],
                 "finalize" | "approval" => &["update"],
+                "log" => &["get"],
+                "exec" => &["create", "get"],
                 _ => &["get", "patch", "update"],
             };
             let mut entry = json!({

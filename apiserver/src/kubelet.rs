@@ -1,4 +1,4 @@
-//! Requests the API server makes to kubelets (`pods/log`): HTTPS to the node's InternalIP and
+//! Requests the API server makes to kubelets (`pods/log`, `pods/exec`): HTTPS to the node's InternalIP and
 //! kubelet port, presenting `--kubelet-client-certificate`. The kubelet's serving certificate is
 //! checked against `--kubelet-certificate-authority` when given and, as upstream, not otherwise.
 
@@ -56,12 +56,13 @@ impl KubeletClient {
         Ok(KubeletClient { tls: Some(tokio_rustls::TlsConnector::from(Arc::new(config))) })
     }
 
-    /// GET `path_and_query` on the kubelet at `host:port`; the response streams through.
-    pub async fn get(
+    /// Sends `request` (path and query as its URI) to the kubelet at `host:port`; the response
+    /// streams through, and an upgrade (`pods/exec`) can be taken over with `hyper::upgrade::on`.
+    pub async fn send(
         &self,
         host: &str,
         port: u16,
-        path_and_query: &str,
+        request: hyper::Request<()>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, Error> {
         let tls = self.tls.clone().ok_or_else(|| {
             Error::BadRequest("the API server has no kubelet client certificate (--kubelet-client-certificate)".into())
@@ -74,15 +75,16 @@ impl KubeletClient {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "kubelet connection ended");
             }
         });
-        let req = hyper::Request::get(path_and_query)
-            .header("host", format!("{host}:{port}"))
-            .body(http_body_util::Empty::<Bytes>::new())
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        sender.send_request(req).await.map_err(|e| unreachable(&e))
+        let (mut parts, ()) = request.into_parts();
+        parts
+            .headers
+            .insert(http::header::HOST, format!("{host}:{port}").parse().map_err(|_| unreachable(&"bad host"))?);
+        let request = hyper::Request::from_parts(parts, http_body_util::Empty::<Bytes>::new());
+        sender.send_request(request).await.map_err(|e| unreachable(&e))
     }
 }
 

@@ -243,6 +243,9 @@ async fn route(
         },
         Target::Resource(r) => {
             debug!(user = %user.name, verb = r.verb.as_str(), resource = r.resource.plural, namespace = ?r.namespace, name = ?r.name, "request");
+            if r.subresource.as_deref() == Some("exec") {
+                return state.api.pod_exec(&r, req).await;
+            }
             let (parts, body) = req.into_parts();
             let body = read_body(body, state.api.max_body_bytes).await?;
             state.api.handle(&r, &query, &parts.headers, body).await

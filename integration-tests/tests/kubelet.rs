@@ -521,3 +521,74 @@ async fn logs_of_the_previous_attempt() -> Result<()> {
     assert_eq!(previous, "run-1\n");
     Ok(())
 }
+
+/// Runs the stock kubectl against the cluster with `stdin` fed in; (exit code, stdout, stderr).
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str], stdin: &[u8]) -> Result<(i32, String, String)> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().expect("stdin").write_all(stdin)?;
+    let out = child.wait_with_output()?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    Ok((out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_through_kube_rs_and_the_stock_kubectl() -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let n = node("node-l", "10.231.12.0/24").await?;
+    let main = sh("main", "exec sleep 3600");
+    n.pods.create(&PostParams::default(), &pod("shell", "node-l", "Always", json!([main]))?).await?;
+    wait_for(&n.pods, "shell", 60, "Running", |p| phase(p) == "Running").await?;
+
+    // kube-rs: stdout and stderr apart, the exit code in the final Status.
+    let command = ["sh", "-c", "echo ready; echo oops >&2; exit 3"];
+    let mut run = n.pods.exec("shell", command, &kube::api::AttachParams::default()).await?;
+    let (mut out, mut err) = (String::new(), String::new());
+    let (mut stdout, mut stderr) = (run.stdout().expect("stdout"), run.stderr().expect("stderr"));
+    let status = run.take_status().expect("status");
+    let (r1, r2) = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err));
+    (r1?, r2?);
+    let status = status.await.expect("a final status");
+    assert_eq!((out.as_str(), err.as_str()), ("ready\n", "oops\n"));
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
+    let code = status.details.and_then(|d| d.causes).and_then(|c| c.into_iter().next()).and_then(|c| c.message);
+    assert_eq!(code.as_deref(), Some("3"));
+
+    let kubeconfig = n.c.api.kubeconfig.clone();
+    tokio::task::block_in_place(|| -> Result<()> {
+        // The exit code becomes kubectl's own.
+        let (code, out, err) =
+            kubectl(&kubeconfig, &["exec", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 7"], b"")?;
+        assert_eq!((code, out.as_str()), (7, "out\n"), "{err}");
+        assert!(err.starts_with("err\n"), "{err}");
+        // stdin reaches the command and its end closes it (v5's close message).
+        let (code, out, err) =
+            kubectl(&kubeconfig, &["exec", "-i", "shell", "--", "sh", "-c", "wc -c; echo end"], &[b'x'; 100_000])?;
+        assert_eq!((code, out.as_str()), (0, "100000\nend\n"), "{err}");
+        // A terminal, sized like the caller's (the resize channel). The size lands just after the
+        // command starts, as with `docker exec -it`, hence the pause before reading it.
+        let inner = format!(
+            "stty rows 33 cols 111; kubectl --kubeconfig {} exec -it shell -- sh -c 'tty; sleep 1; stty size'",
+            kubeconfig.display()
+        );
+        let out = std::process::Command::new("script").args(["-qec", &inner, "/dev/null"]).output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("/dev/pts/") && text.contains("33 111"),
+            "{text:?} {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Refusals are Status errors, not hangs.
+        let (code, _, err) = kubectl(&kubeconfig, &["exec", "shell", "-c", "nope", "--", "true"], b"")?;
+        assert!(code != 0 && err.contains("container nope is not valid for pod shell"), "{err}");
+        Ok(())
+    })?;
+    Ok(())
+}

@@ -375,6 +375,46 @@ impl Docker {
         Ok((inspected.exit_code.unwrap_or(-1), output))
     }
 
+    /// Creates (does not start) an exec of `cmd` in a running container with the asked-for
+    /// streams (`kubectl exec`). A container that is not running is `Ok(None)`.
+    pub async fn exec_create(&self, container: &str, cmd: Vec<String>, io: ExecIo) -> Result<Option<String>, Error> {
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(cmd),
+            attach_stdin: Some(io.stdin),
+            attach_stdout: Some(io.stdout),
+            attach_stderr: Some(io.stderr),
+            tty: Some(io.tty),
+            ..Default::default()
+        };
+        match self.client.create_exec(container, options).await {
+            Ok(e) => Ok(Some(e.id)),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts a created exec, attached.
+    pub async fn exec_start(&self, exec_id: &str, tty: bool) -> Result<ExecSession, Error> {
+        use bollard::exec::{StartExecOptions, StartExecResults};
+        let start = StartExecOptions { detach: false, tty, output_capacity: None };
+        match self.client.start_exec(exec_id, Some(start)).await? {
+            StartExecResults::Attached { output, input } => Ok(ExecSession { output, input }),
+            StartExecResults::Detached => Err(Error::Config("docker started the exec detached".into())),
+        }
+    }
+
+    /// Sets the terminal size of a `tty` exec.
+    pub async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<(), Error> {
+        let options = bollard::exec::ResizeExecOptions { width, height };
+        self.client.resize_exec(exec_id, options).await?;
+        Ok(())
+    }
+
+    /// The exit code of a finished exec.
+    pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, Error> {
+        Ok(self.client.inspect_exec(exec_id).await?.exit_code)
+    }
+
     /// The latest attempt of a pod's container (or the one before it).
     pub async fn find(
         &self,
@@ -463,6 +503,23 @@ impl Docker {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Which streams an exec attaches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecIo {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
+/// A started exec's output (stdout and stderr apart, or the terminal) and its stdin.
+pub struct ExecSession {
+    pub output: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
 }
 
 /// What `pods/log` asks for, from the kubelet's `/containerLogs` query.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod docker;
 mod error;
 pub mod events;
+pub mod exec;
 pub mod node;
 pub mod pods;
 pub mod server;

@@ -1,4 +1,5 @@
-//! The kubelet's HTTPS server (port 10250): container logs for the API server's `pods/log`.
+//! The kubelet's HTTPS server (port 10250): container logs for the API server's `pods/log` and
+//! the WebSocket exec behind `pods/exec`.
 //! Only clients with a certificate signed by `--client-ca-file` get in (the API server presents
 //! its kubelet client certificate).
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::docker::{Docker, LogOptions};
+use crate::exec::{ExecRequest, Protocol};
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -90,7 +92,9 @@ pub async fn serve(listener: TcpListener, tls: Tls, docker: Docker, shutdown: Ca
                 let docker = docker.clone();
                 async move { Ok::<_, Infallible>(handle(&docker, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::select! {
                 r = conn => if let Err(e) = r { tracing::debug!(%peer, error = %e, "connection ended with an error") },
                 () = shutdown.cancelled() => {}
@@ -105,23 +109,103 @@ fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
 }
 
 async fn handle(docker: &Docker, req: Request<Incoming>) -> Response<Body> {
-    if req.method() != hyper::Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    }
-    let path: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
-    match path.as_slice() {
-        ["healthz"] => text(StatusCode::OK, "ok"),
-        ["containerLogs", namespace, pod, container] => {
-            let query: Vec<(String, String)> =
-                form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let get = req.method() == hyper::Method::GET;
+    match path.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["healthz"] if get => text(StatusCode::OK, "ok"),
+        ["containerLogs", namespace, pod, container] if get => {
             let options = match LogOptions::from_query(&query) {
                 Ok(o) => o,
                 Err(e) => return text(StatusCode::BAD_REQUEST, e),
             };
             logs(docker, namespace, pod, container, options).await
         }
+        ["exec", namespace, pod, container] if get || req.method() == hyper::Method::POST => {
+            let (namespace, pod, container) = (namespace.to_string(), pod.to_string(), container.to_string());
+            exec(docker, req, &query, &namespace, &pod, &container).await
+        }
+        ["healthz" | "containerLogs" | "exec", ..] => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
+}
+
+/// Upgrades to the WebSocket remotecommand protocol and runs the command in the container. What
+/// can be refused (bad query, no such container, not running) is refused before the upgrade, as
+/// a plain HTTP error the API server hands back.
+async fn exec(
+    docker: &Docker,
+    mut req: Request<Incoming>,
+    query: &[(String, String)],
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let request = match ExecRequest::from_query(query) {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let headers = req.headers();
+    let websocket = headers
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")));
+    if !websocket {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "exec needs a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served",
+        );
+    }
+    let offered = headers.get_all(hyper::header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok());
+    let Some(protocol) = Protocol::negotiate(offered) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "none of the offered WebSocket subprotocols is served; use v5.channel.k8s.io or v4.channel.k8s.io",
+        );
+    };
+    let Some(key) = headers.get(hyper::header::SEC_WEBSOCKET_KEY) else {
+        return text(StatusCode::BAD_REQUEST, "the WebSocket upgrade has no Sec-WebSocket-Key");
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let id = match docker.find(namespace, pod, container, false).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return text(StatusCode::NOT_FOUND, format!("container {container:?} in pod {pod:?} not found")),
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    // Created now (so a stopped container is a plain error), started once the client is there.
+    let exec_id = match docker.exec_create(&id, request.command.clone(), request.io).await {
+        Ok(Some(exec_id)) => exec_id,
+        Ok(None) => {
+            return text(StatusCode::BAD_REQUEST, format!("container {container:?} in pod {pod:?} is not running"));
+        }
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    tracing::info!(namespace, pod, container, command = ?request.command, tty = request.io.tty, "exec");
+    let upgrade = hyper::upgrade::on(&mut req);
+    let docker = docker.clone();
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    tokio_tungstenite::tungstenite::protocol::Role::Server,
+                    None,
+                )
+                .await;
+                crate::exec::run(socket, docker, protocol, exec_id, request.io.tty).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(hyper::header::CONNECTION, "Upgrade")
+        .header(hyper::header::UPGRADE, "websocket")
+        .header(hyper::header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(hyper::header::SEC_WEBSOCKET_PROTOCOL, protocol.name())
+        .body(Empty::new().map_err(|never: Infallible| match never {}).boxed_unsync())
+        .unwrap_or_default()
 }
 
 async fn logs(docker: &Docker, namespace: &str, pod: &str, container: &str, options: LogOptions) -> Response<Body> {

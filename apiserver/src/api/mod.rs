@@ -1,6 +1,7 @@
 //! The REST handlers for resources: reads ([`read`]) are served from the watch cache or etcd,
 //! writes ([`write`]) go through decoding, admission and a guarded etcd transaction.
 
+pub mod connect;
 pub mod decode;
 pub mod read;
 pub mod write;

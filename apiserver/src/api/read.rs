@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use api_types::fields::FieldSelector;
 use api_types::labels::LabelSelector;
-use api_types::registry::{self, ResourceInfo};
+use api_types::registry::ResourceInfo;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Response, StatusCode};
@@ -530,81 +530,6 @@ fn encode_event(kind: &str, object: &[u8]) -> Bytes {
     out.put_slice(object);
     out.put_slice(b"}\n");
     out.freeze()
-}
-
-impl Api {
-    /// `pods/log`: the pod's node, then its kubelet's `/containerLogs`, streamed through.
-    async fn pod_log(&self, req: &ResourceRequest, query: &Query) -> Result<Response<Body>, Error> {
-        let name = req.name.as_deref().unwrap_or_default();
-        let namespace = req.namespace.as_deref().unwrap_or_default();
-        let key = self.key(req.resource, req.namespace.as_deref(), name);
-        let kv = self.store.get(&key).await?.0.ok_or_else(|| Error::not_found(req.resource, name))?;
-        let pod: Value = serde_json::from_slice(&kv.value).map_err(|e| Error::Internal(e.to_string()))?;
-        let names = |field: &str| -> Vec<String> {
-            pod["spec"][field]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["name"].as_str().map(str::to_string))
-                .collect()
-        };
-        let (apps, inits) = (names("containers"), names("initContainers"));
-        let container = match query.value("container").filter(|c| !c.is_empty()) {
-            Some(c) if apps.iter().chain(&inits).any(|n| n == c) => c.to_string(),
-            Some(c) => return Err(Error::BadRequest(format!("container {c} is not valid for pod {name}"))),
-            None if apps.len() == 1 => apps[0].clone(),
-            None => {
-                return Err(Error::BadRequest(format!(
-                    "a container name must be specified for pod {name}, choose one of: [{}]",
-                    apps.join(" ")
-                )));
-            }
-        };
-        let node_name = object::str_at(&pod, "/spec/nodeName")
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| Error::BadRequest(format!("pod {name} does not have a host assigned")))?;
-        let nodes = registry::by_plural("", "v1", "nodes").ok_or(Error::PathNotFound)?;
-        let node_key = self.key(nodes, None, node_name);
-        let node_kv = self.store.get(&node_key).await?.0.ok_or_else(|| Error::not_found(nodes, node_name))?;
-        let node: Value = serde_json::from_slice(&node_kv.value).map_err(|e| Error::Internal(e.to_string()))?;
-        let address = node["status"]["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["type"] == "InternalIP")
-            .and_then(|a| a["address"].as_str())
-            .ok_or_else(|| Error::BadRequest(format!("node {node_name} has no InternalIP")))?
-            .to_string();
-        let port =
-            node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
-        let params = {
-            let mut params = form_urlencoded::Serializer::new(String::new());
-            for k in ["follow", "previous", "timestamps", "tailLines", "sinceSeconds", "limitBytes"] {
-                if let Some(v) = query.value(k) {
-                    params.append_pair(k, v);
-                }
-            }
-            params.finish()
-        };
-        let path = format!("/containerLogs/{namespace}/{name}/{container}?{params}");
-        let resp = self.kubelet.get(&address, port as u16, &path).await?;
-        if !resp.status().is_success() {
-            return Err(Error::BadRequest(crate::kubelet::error_text(resp).await));
-        }
-        // Chunks go out as they arrive (`follow`); a broken kubelet connection ends the body.
-        let frames = futures::stream::unfold(resp.into_body(), |mut body| async move {
-            match http_body_util::BodyExt::frame(&mut body).await {
-                Some(Ok(frame)) => Some((Ok::<_, std::convert::Infallible>(frame), body)),
-                _ => None,
-            }
-        });
-        let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(frames));
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(http::header::CONTENT_TYPE, "text/plain")
-            .body(body)
-            .map_err(|e| Error::Internal(e.to_string()))
-    }
 }
 
 #[cfg(test)]
