@@ -72,7 +72,7 @@ macro_rules! resource {
 /// Every served resource, in the order discovery lists groups (core first, as upstream).
 pub static RESOURCES: &[ResourceInfo] = &[
     resource!("", "v1", "Namespace", "namespaces", "namespace", ["ns"], namespaced: false, &["status", "finalize"], NONE),
-    resource!("", "v1", "Node", "nodes", "node", ["no"], namespaced: false, STATUS, NONE),
+    resource!("", "v1", "Node", "nodes", "node", ["no"], namespaced: false, &["status", "proxy"], NONE),
     resource!("", "v1", "Pod", "pods", "pod", ["po"], namespaced: true, &["status", "binding", "eviction", "log", "exec"], ALL),
     resource!("", "v1", "Service", "services", "service", ["svc"], namespaced: true, STATUS, ALL),
     resource!("", "v1", "Endpoints", "endpoints", "endpoints", ["ep"], namespaced: true, NONE, NONE),

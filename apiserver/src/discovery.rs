@@ -68,6 +68,7 @@ fn subresource_kind(r: &ResourceInfo, sub: &str) -> (String, &'static str, &'sta
         "binding" => ("Binding".into(), "", "v1"),
         "eviction" => ("Eviction".into(), "policy", "v1"),
         "exec" => ("PodExecOptions".into(), "", "v1"),
+        "proxy" => ("NodeProxyOptions".into(), "", "v1"),
         _ => (r.kind.to_string(), "", ""),
     }
 }
@@ -99,6 +100,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "finalize" | "approval" => &["update"],
                 "log" => &["get"],
                 "exec" => &["create", "get"],
+                "proxy" => &["get"],
                 _ => &["get", "patch", "update"],
             };
             let mut entry = json!({

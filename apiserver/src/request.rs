@@ -43,6 +43,8 @@ pub struct ResourceRequest {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// What follows `proxy` in `nodes/<name>/proxy/<path>`, with its leading slash.
+    pub proxy_path: Option<String>,
 }
 
 /// Everything that is not a resource request.
@@ -101,6 +103,17 @@ pub fn parse(method: &http::Method, path: &str, query: &Query) -> Result<Target,
 }
 
 fn resource(method: &http::Method, group: &str, version: &str, rest: &[&str], query: &Query) -> Result<Target, Error> {
+    // nodes/<name>/proxy/<anything>: the path goes to the node's kubelet as it is.
+    if let (["nodes", name, "proxy", path @ ..], "", "v1") = (rest, group, version) {
+        return Ok(Target::Resource(ResourceRequest {
+            verb: if method == http::Method::GET { Verb::Get } else { Verb::Create },
+            resource: registry::by_plural("", "v1", "nodes").ok_or(Error::PathNotFound)?,
+            namespace: None,
+            name: Some((*name).to_string()),
+            subresource: Some("proxy".into()),
+            proxy_path: Some(format!("/{}", path.join("/"))),
+        }));
+    }
     let lookup = |plural: &str| registry::by_plural(group, version, plural).ok_or(Error::PathNotFound);
     let (resource, namespace, name, subresource) = match rest {
         // /namespaces/<ns>/<plural>[/<name>[/<sub>]] for namespaced resources…
@@ -139,7 +152,7 @@ fn resource(method: &http::Method, group: &str, version: &str, rest: &[&str], qu
             )));
         }
     };
-    Ok(Target::Resource(ResourceRequest { verb, resource, namespace, name, subresource }))
+    Ok(Target::Resource(ResourceRequest { verb, resource, namespace, name, subresource, proxy_path: None }))
 }
 
 fn name_and_subresource(tail: &[&str]) -> Result<(Option<String>, Option<String>), Error> {
@@ -218,6 +231,15 @@ mod tests {
         assert_eq!(r.namespace.as_deref(), Some("default"));
         assert_eq!(r.name.as_deref(), Some("web"));
         assert_eq!(r.subresource.as_deref(), Some("status"));
+    }
+
+    #[test]
+    fn node_proxy_paths_keep_what_follows_proxy() {
+        let r = resource_of(Method::GET, "/api/v1/nodes/n1/proxy/stats/summary", "");
+        assert_eq!((r.name.as_deref(), r.subresource.as_deref()), (Some("n1"), Some("proxy")));
+        assert_eq!(r.proxy_path.as_deref(), Some("/stats/summary"));
+        let root = resource_of(Method::GET, "/api/v1/nodes/n1/proxy", "");
+        assert_eq!(root.proxy_path.as_deref(), Some("/"));
     }
 
     #[test]

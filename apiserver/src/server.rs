@@ -243,8 +243,18 @@ async fn route(
         },
         Target::Resource(r) => {
             debug!(user = %user.name, verb = r.verb.as_str(), resource = r.resource.plural, namespace = ?r.namespace, name = ?r.name, "request");
-            if r.subresource.as_deref() == Some("exec") {
-                return state.api.pod_exec(&r, req).await;
+            match r.subresource.as_deref() {
+                Some("exec") => return state.api.pod_exec(&r, req).await,
+                Some("proxy") if req.method() == http::Method::GET => {
+                    return state.api.node_proxy(&r, req.uri().query()).await;
+                }
+                Some("proxy") => {
+                    return Err(Error::MethodNotAllowed(format!(
+                        "the server does not allow this method on the requested resource: {}",
+                        req.method()
+                    )));
+                }
+                _ => {}
             }
             let (parts, body) = req.into_parts();
             let body = read_body(body, state.api.max_body_bytes).await?;

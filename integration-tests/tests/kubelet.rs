@@ -592,3 +592,69 @@ async fn exec_through_kube_rs_and_the_stock_kubectl() -> Result<()> {
     })?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_summary_and_resource_metrics_through_the_node_proxy() -> Result<()> {
+    let n = node("node-m", "10.231.13.0/24").await?;
+    let mut spin = sh("spin", "while true; do :; done");
+    spin["resources"] = json!({"limits": {"cpu": "100m", "memory": "32Mi"}});
+    n.pods.create(&PostParams::default(), &pod("busy", "node-m", "Always", json!([spin]))?).await?;
+    wait_for(&n.pods, "busy", 60, "Running", |p| phase(p) == "Running").await?;
+
+    // The collector reads every 10 s; a rate needs two readings with the container in both.
+    let client = n.c.client().await?;
+    let get = |path: &str| {
+        let client = client.clone();
+        let request = http::Request::get(path).body(Vec::new());
+        async move { Ok::<_, anyhow::Error>(client.request_text(request?).await?) }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let summary = loop {
+        let summary: serde_json::Value = serde_json::from_str(&get("/api/v1/nodes/node-m/proxy/stats/summary").await?)?;
+        let pod = summary["pods"].as_array().into_iter().flatten().find(|p| p["podRef"]["name"] == "busy").cloned();
+        if pod.is_some_and(|p| p["containers"][0]["cpu"]["usageNanoCores"].is_u64()) {
+            break summary;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no CPU rate for pod busy in 40 s: {summary:#}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let node = &summary["node"];
+    assert_eq!(node["nodeName"], "node-m");
+    for field in
+        ["/cpu/usageNanoCores", "/cpu/usageCoreNanoSeconds", "/memory/workingSetBytes", "/memory/availableBytes"]
+    {
+        assert!(
+            node.pointer(field).and_then(serde_json::Value::as_u64).is_some_and(|v| v > 0),
+            "node {field}: {node:#}"
+        );
+    }
+    let busy = summary["pods"].as_array().into_iter().flatten().find(|p| p["podRef"]["name"] == "busy").expect("busy");
+    let spin = &busy["containers"][0];
+    assert_eq!(spin["name"], "spin");
+    // The CPU limit (100m) caps the spinning loop: its rate is near 0.1 core, not a whole one.
+    let cores = spin["cpu"]["usageNanoCores"].as_u64().unwrap_or(0) as f64 / 1e9;
+    assert!((0.03..0.2).contains(&cores), "spin uses {cores} cores: {spin:#}");
+    let working_set = spin["memory"]["workingSetBytes"].as_u64().unwrap_or(0);
+    assert!(working_set > 0 && working_set <= 32 * 1024 * 1024, "{spin:#}");
+    assert!(busy["startTime"].is_string() && busy["podRef"]["uid"].is_string(), "{busy:#}");
+
+    let metrics = get("/api/v1/nodes/node-m/proxy/metrics/resource").await?;
+    for prefix in [
+        "container_cpu_usage_seconds_total{container=\"spin\",namespace=\"default\",pod=\"busy\"} ",
+        "container_memory_working_set_bytes{container=\"spin\",namespace=\"default\",pod=\"busy\"} ",
+        "pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"busy\"} ",
+        "node_memory_working_set_bytes ",
+        "resource_scrape_error 0",
+    ] {
+        assert!(metrics.lines().any(|l| l.starts_with(prefix)), "{prefix:?} missing in\n{metrics}");
+    }
+    // The stock kubectl reaches the same through `get --raw`.
+    let kubeconfig = n.c.api.kubeconfig.clone();
+    let (code, out, err) = tokio::task::block_in_place(|| {
+        kubectl(&kubeconfig, &["get", "--raw", "/api/v1/nodes/node-m/proxy/healthz"], b"")
+    })?;
+    assert_eq!((code, out.as_str()), (0, "ok"), "{err}");
+    Ok(())
+}

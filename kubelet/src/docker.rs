@@ -403,6 +403,16 @@ impl Docker {
         }
     }
 
+    /// One reading of a container's usage (Docker's one-shot stats: no wait for a second sample).
+    pub async fn stats(&self, id: &str) -> Result<bollard::models::ContainerStatsResponse, Error> {
+        let options = bollard::query_parameters::StatsOptions { stream: false, one_shot: true };
+        let mut stream = std::pin::pin!(self.client.stats(id, Some(options)));
+        match futures::StreamExt::next(&mut stream).await {
+            Some(r) => Ok(r?),
+            None => Err(Error::Io(std::io::Error::other(format!("no stats for container {id}")))),
+        }
+    }
+
     /// Sets the terminal size of a `tty` exec.
     pub async fn exec_resize(&self, exec_id: &str, width: u16, height: u16) -> Result<(), Error> {
         let options = bollard::exec::ResizeExecOptions { width, height };

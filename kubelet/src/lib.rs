@@ -13,6 +13,7 @@ pub mod exec;
 pub mod node;
 pub mod pods;
 pub mod server;
+pub mod stats;
 
 use std::path::Path;
 
@@ -61,9 +62,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         shutdown.clone(),
     ));
     let serving = server.map(|(listener, tls)| {
-        let (docker, shutdown) = (docker.clone(), shutdown.clone());
+        let usage = stats::Stats::default();
+        tokio::spawn(stats::collect(docker.clone(), usage.clone(), shutdown.clone()));
+        let shared = server::Shared { docker: docker.clone(), node_name: config.node_name.clone(), stats: usage };
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, tls, docker, shutdown).await {
+            if let Err(e) = server::serve(listener, tls, shared, shutdown).await {
                 tracing::error!(error = %e, "the kubelet's HTTPS server stopped");
             }
         })

@@ -1,5 +1,6 @@
 //! The kubelet's HTTPS server (port 10250): container logs for the API server's `pods/log` and
-//! the WebSocket exec behind `pods/exec`.
+//! the WebSocket exec behind `pods/exec`, and resource usage (`/stats/summary`,
+//! `/metrics/resource`).
 //! Only clients with a certificate signed by `--client-ca-file` get in (the API server presents
 //! its kubelet client certificate).
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::docker::{Docker, LogOptions};
 use crate::exec::{ExecRequest, Protocol};
+use crate::stats::{self, Stats};
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
@@ -63,8 +65,16 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, Error> {
     Ok(TcpListener::bind(address).await?)
 }
 
+/// What the handlers read: the node's Docker, its name and the usage collector's snapshot.
+#[derive(Clone)]
+pub struct Shared {
+    pub docker: Docker,
+    pub node_name: String,
+    pub stats: Stats,
+}
+
 /// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, tls: Tls, docker: Docker, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn serve(listener: TcpListener, tls: Tls, shared: Shared, shutdown: CancellationToken) -> Result<(), Error> {
     let acceptor = TlsAcceptor::from(Arc::new(tls_config(&tls)?));
     loop {
         let (tcp, peer) = tokio::select! {
@@ -78,7 +88,7 @@ pub async fn serve(listener: TcpListener, tls: Tls, docker: Docker, shutdown: Ca
             () = shutdown.cancelled() => return Ok(()),
         };
         let acceptor = acceptor.clone();
-        let docker = docker.clone();
+        let shared = shared.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let stream = match acceptor.accept(tcp).await {
@@ -89,8 +99,8 @@ pub async fn serve(listener: TcpListener, tls: Tls, docker: Docker, shutdown: Ca
                 }
             };
             let service = hyper::service::service_fn(move |req| {
-                let docker = docker.clone();
-                async move { Ok::<_, Infallible>(handle(&docker, req).await) }
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -104,17 +114,29 @@ pub async fn serve(listener: TcpListener, tls: Tls, docker: Docker, shutdown: Ca
 }
 
 fn text(code: StatusCode, body: impl Into<String>) -> Response<Body> {
-    let body = Full::new(Bytes::from(body.into())).map_err(|never: Infallible| match never {}).boxed_unsync();
-    Response::builder().status(code).header("content-type", "text/plain").body(body).unwrap_or_default()
+    typed(code, "text/plain", body.into())
 }
 
-async fn handle(docker: &Docker, req: Request<Incoming>) -> Response<Body> {
+fn typed(code: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let body = Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed_unsync();
+    Response::builder().status(code).header("content-type", content_type).body(body).unwrap_or_default()
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
+    let docker = &shared.docker;
     let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned().collect();
     let get = req.method() == hyper::Method::GET;
     match path.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["healthz"] if get => text(StatusCode::OK, "ok"),
+        ["stats", "summary"] if get => {
+            let body = serde_json::to_vec(&stats::summary(&shared.node_name, &shared.stats.snapshot()));
+            typed(StatusCode::OK, "application/json", body.unwrap_or_default())
+        }
+        ["metrics", "resource"] if get => {
+            typed(StatusCode::OK, "text/plain; version=0.0.4", stats::resource_metrics(&shared.stats.snapshot()))
+        }
         ["containerLogs", namespace, pod, container] if get => {
             let options = match LogOptions::from_query(&query) {
                 Ok(o) => o,
@@ -126,7 +148,9 @@ async fn handle(docker: &Docker, req: Request<Incoming>) -> Response<Body> {
             let (namespace, pod, container) = (namespace.to_string(), pod.to_string(), container.to_string());
             exec(docker, req, &query, &namespace, &pod, &container).await
         }
-        ["healthz" | "containerLogs" | "exec", ..] => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        ["healthz" | "containerLogs" | "exec" | "stats" | "metrics", ..] => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }

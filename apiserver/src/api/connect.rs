@@ -1,4 +1,5 @@
-//! The pod subresources served by the pod's kubelet: `pods/log` (streamed through) and
+//! What the API server hands to kubelets: `nodes/<name>/proxy/<path>` (GET), `pods/log`
+//! (streamed through) and
 //! `pods/exec` (an upgraded connection spliced to the kubelet's, byte for byte, so the WebSocket
 //! handshake and frames are the kubelet's and the client's alone).
 
@@ -54,15 +55,8 @@ fn choose_container(pod: &Value, name: &str, asked: Option<&str>) -> Result<Stri
 }
 
 impl Api {
-    async fn kubelet_target(&self, req: &ResourceRequest, container: Option<&str>) -> Result<Target, Error> {
-        let name = req.name.as_deref().unwrap_or_default();
-        let key = self.key(req.resource, req.namespace.as_deref(), name);
-        let kv = self.store.get(&key).await?.0.ok_or_else(|| Error::not_found(req.resource, name))?;
-        let pod: Value = serde_json::from_slice(&kv.value).map_err(|e| Error::Internal(e.to_string()))?;
-        let container = choose_container(&pod, name, container.filter(|c| !c.is_empty()))?;
-        let node_name = object::str_at(&pod, "/spec/nodeName")
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| Error::BadRequest(format!("pod {name} does not have a host assigned")))?;
+    /// A node's kubelet address (InternalIP) and port (`daemonEndpoints`).
+    async fn kubelet_address(&self, node_name: &str) -> Result<(String, u16), Error> {
         let nodes = registry::by_plural("", "v1", "nodes").ok_or(Error::PathNotFound)?;
         let node_key = self.key(nodes, None, node_name);
         let node_kv = self.store.get(&node_key).await?.0.ok_or_else(|| Error::not_found(nodes, node_name))?;
@@ -78,6 +72,46 @@ impl Api {
         let port =
             node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
         let port = u16::try_from(port).map_err(|_| Error::Internal(format!("node {node_name}: bad kubelet port")))?;
+        Ok((address, port))
+    }
+
+    /// `nodes/<name>/proxy/<path>`: a GET of `<path>` on the node's kubelet (its stats, logs,
+    /// health), answered with the kubelet's status, type and body.
+    pub async fn node_proxy(&self, req: &ResourceRequest, query: Option<&str>) -> Result<Response<Body>, Error> {
+        let name = req.name.as_deref().unwrap_or_default();
+        let (address, port) = self.kubelet_address(name).await?;
+        let path = req.proxy_path.as_deref().unwrap_or("/");
+        let uri = match query.filter(|q| !q.is_empty()) {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        let request = hyper::Request::get(uri).body(()).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let resp = self.kubelet.send(&address, port, request).await?;
+        let (status, content_type) = (resp.status(), resp.headers().get(http::header::CONTENT_TYPE).cloned());
+        let frames = futures::stream::unfold(resp.into_body(), |mut body| async move {
+            match http_body_util::BodyExt::frame(&mut body).await {
+                Some(Ok(frame)) => Some((Ok::<_, std::convert::Infallible>(frame), body)),
+                _ => None,
+            }
+        });
+        let mut out = Response::builder().status(status);
+        if let Some(t) = content_type {
+            out = out.header(http::header::CONTENT_TYPE, t);
+        }
+        out.body(http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(frames)))
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    async fn kubelet_target(&self, req: &ResourceRequest, container: Option<&str>) -> Result<Target, Error> {
+        let name = req.name.as_deref().unwrap_or_default();
+        let key = self.key(req.resource, req.namespace.as_deref(), name);
+        let kv = self.store.get(&key).await?.0.ok_or_else(|| Error::not_found(req.resource, name))?;
+        let pod: Value = serde_json::from_slice(&kv.value).map_err(|e| Error::Internal(e.to_string()))?;
+        let container = choose_container(&pod, name, container.filter(|c| !c.is_empty()))?;
+        let node_name = object::str_at(&pod, "/spec/nodeName")
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Error::BadRequest(format!("pod {name} does not have a host assigned")))?;
+        let (address, port) = self.kubelet_address(node_name).await?;
         Ok(Target { container, address, port })
     }
 
