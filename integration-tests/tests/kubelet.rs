@@ -658,3 +658,33 @@ async fn stats_summary_and_resource_metrics_through_the_node_proxy() -> Result<(
     assert_eq!((code, out.as_str()), (0, "ok"), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_reaches_the_pod() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = node("node-n", "10.231.14.0/24").await?;
+    let web = json!({
+        "name": "web", "image": BUSYBOX,
+        "command": ["sh", "-c", "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"],
+        "ports": [{"containerPort": 8080, "hostPort": 31480}],
+    });
+    n.pods.create(&PostParams::default(), &pod("published", "node-n", "Always", json!([web]))?).await?;
+    wait_for(&n.pods, "published", 60, "Running", |p| phase(p) == "Running").await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = async {
+            let mut s = tokio::net::TcpStream::connect("127.0.0.1:31480").await?;
+            s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").await?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).await?;
+            Ok::<_, std::io::Error>(body)
+        };
+        match attempt.await {
+            Ok(body) if body.contains("hello-from-published") => return Ok(()),
+            other if tokio::time::Instant::now() > deadline => {
+                bail!("host port 31480 did not reach the pod: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}

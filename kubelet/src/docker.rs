@@ -112,6 +112,8 @@ pub struct ContainerSpec {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub binds: Vec<String>,
+    /// `hostPort`s, published on the sandbox: `(containerPort/protocol, host IP, host port)`.
+    pub host_ports: Vec<(String, String, u16)>,
 }
 
 /// A Docker Engine client scoped to one node's containers.
@@ -321,6 +323,17 @@ impl Docker {
             cap_add: nonempty(&spec.cap_add),
             cap_drop: nonempty(&spec.cap_drop),
             binds: nonempty(&spec.binds),
+            port_bindings: (!spec.host_ports.is_empty()).then(|| {
+                let mut map: HashMap<String, Option<Vec<bollard::models::PortBinding>>> = HashMap::new();
+                for (port, host_ip, host_port) in &spec.host_ports {
+                    let binding = bollard::models::PortBinding {
+                        host_ip: Some(host_ip.clone()),
+                        host_port: Some(host_port.to_string()),
+                    };
+                    map.entry(port.clone()).or_default().get_or_insert_with(Vec::new).push(binding);
+                }
+                map
+            }),
             ..Default::default()
         };
         let networking_config =
@@ -336,6 +349,11 @@ impl Docker {
             hostname: spec.hostname.clone(),
             user: spec.user.clone(),
             labels: Some(labels),
+            exposed_ports: (!spec.host_ports.is_empty()).then(|| {
+                let mut ports: Vec<String> = spec.host_ports.iter().map(|(p, _, _)| p.clone()).collect();
+                ports.dedup();
+                ports
+            }),
             host_config: Some(host_config),
             networking_config,
             ..Default::default()

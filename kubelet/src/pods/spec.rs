@@ -118,8 +118,28 @@ pub fn sandbox(pod: &Pod, config: &Config, attempt: u32) -> ContainerSpec {
         dns,
         dns_search: search,
         dns_options: options,
+        host_ports: if host_network { Vec::new() } else { host_ports(&spec) },
         ..Default::default()
     }
+}
+
+/// The pod's `hostPort`s as Docker publishes them on the sandbox (which owns the pod's network):
+/// `containerPort/protocol`, the host IP (all addresses by default) and the host port.
+pub fn host_ports(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<(String, String, u16)> {
+    let mut out: Vec<(String, String, u16)> = spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            let protocol = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+            let host_ip = p.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+            Some((format!("{}/{protocol}", p.container_port), host_ip, host_port))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// An app or init container, joined to the sandbox's namespaces.

@@ -156,3 +156,24 @@ fn expansion_edge_cases() {
         assert_eq!(expand(input, &vars), want, "{input}");
     }
 }
+
+#[test]
+fn host_ports_are_published_on_the_sandbox_with_their_protocol_and_address() {
+    let c: Container = serde_json::from_value(serde_json::json!({
+        "name": "web", "image": "x",
+        "ports": [
+            {"containerPort": 80, "hostPort": 8080},
+            {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "127.0.0.1"},
+            {"containerPort": 9090}
+        ]
+    }))
+    .expect("container");
+    let mut p = pod(c);
+    let sandbox_spec = sandbox(&p, &config(), 0);
+    assert_eq!(
+        sandbox_spec.host_ports,
+        [("53/udp".to_string(), "127.0.0.1".to_string(), 5353), ("80/tcp".to_string(), "0.0.0.0".to_string(), 8080)]
+    );
+    p.spec.as_mut().expect("spec").host_network = Some(true);
+    assert!(sandbox(&p, &config(), 0).host_ports.is_empty(), "a host-network pod listens on the host itself");
+}
