@@ -527,6 +527,86 @@ impl Dockerd {
     }
 }
 
+impl Dockerd {
+    /// Tags `image` into `registry` as `name` and pushes it there with the registry's user (from a
+    /// CLI config of its own, so the host's `~/.docker` is left alone); returns the pushed
+    /// reference.
+    pub fn push(&self, image: &str, registry: &Registry, name: &str) -> Result<String> {
+        let reference = format!("{}/{name}", registry.address);
+        self.run(&["tag", image, &reference])?;
+        let config = TempDir::new("docker-cli")?;
+        let auth = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", registry.user, registry.password),
+        );
+        let json = format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, registry.address);
+        std::fs::write(config.path().join("config.json"), json)?;
+        let out = Command::new("docker")
+            .arg("--config")
+            .arg(config.path())
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(["push", &reference])
+            .output()?;
+        if !out.status.success() {
+            bail!("docker push {reference}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(reference)
+    }
+}
+
+/// Debian's docker-registry on a free 127.0.0.1 port (Docker pulls from 127.0.0.0/8 over plain
+/// HTTP) with one htpasswd user; stopped by PID on drop.
+pub struct Registry {
+    child: Option<Child>,
+    pub address: String,
+    pub user: String,
+    pub password: String,
+    _dir: TempDir,
+}
+
+impl Registry {
+    pub async fn start(user: &str, password: &str) -> Result<Self> {
+        let dir = TempDir::new("registry")?;
+        let address = format!("127.0.0.1:{}", free_port()?);
+        let hash = bcrypt::hash(password, 5)?;
+        std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n"))?;
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n\
+             auth:\n  htpasswd:\n    realm: rkube-test\n    path: {}\n",
+            dir.path().join("data").display(),
+            dir.path().join("htpasswd").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config)?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("registry.log"))?)
+            .spawn()
+            .context("starting docker-registry")?;
+        let registry =
+            Registry { child: Some(child), address, user: user.into(), password: password.into(), _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            if Instant::now() > deadline {
+                bail!("docker-registry did not listen on {}", registry.address);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(registry)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Drop for Dockerd {
     fn drop(&mut self) {
         // Containers first (their mounts live under the data root), then the networks (their

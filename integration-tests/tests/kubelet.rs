@@ -688,3 +688,38 @@ async fn a_host_port_reaches_the_pod() -> Result<()> {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_pull_secrets_pull_from_a_registry_with_auth() -> Result<()> {
+    let n = node("node-o", "10.231.15.0/24").await?;
+    let registry = integration_tests::Registry::start("puller", "s3cret").await?;
+    let image = n.docker.push(BUSYBOX, &registry, "private/busybox:1")?;
+    n.docker.run(&["rmi", &image])?;
+    let auth = format!(r#"{{"auths":{{"{}":{{"username":"puller","password":"s3cret"}}}}}}"#, registry.address);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "regcred"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": auth},
+    }))?;
+    Api::<Secret>::namespaced(n.c.client().await?, "default").create(&PostParams::default(), &secret).await?;
+
+    // Without the secret the registry refuses: ErrImagePull, then ImagePullBackOff.
+    let app = json!([{"name": "app", "image": image, "command": ["sleep", "3600"]}]);
+    n.pods.create(&PostParams::default(), &pod("anonymous", "node-o", "Always", app.clone())?).await?;
+    let refused = wait_for(&n.pods, "anonymous", 60, "a pull error", |p| {
+        container(p, "app")
+            .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
+            .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+    })
+    .await?;
+    let message = container(&refused, "app").and_then(|s| s.state.clone()?.waiting?.message).unwrap_or_default();
+    assert!(message.contains(&image), "{message}");
+
+    let mut with_secret = pod("authorized", "node-o", "Always", app)?;
+    with_secret.spec.as_mut().expect("spec").image_pull_secrets =
+        Some(serde_json::from_value(json!([{"name": "regcred"}]))?);
+    n.pods.create(&PostParams::default(), &with_secret).await?;
+    let p = wait_for(&n.pods, "authorized", 60, "Running", |p| phase(p) == "Running").await?;
+    assert_eq!(container(&p, "app").map(|s| s.image.as_str()), Some(image.as_str()));
+    Ok(())
+}

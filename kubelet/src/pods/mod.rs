@@ -2,6 +2,7 @@
 //! on a change) that lists this node's containers in Docker and gives each pod with work a
 //! worker, one at a time per pod. Workers execute `plan`'s next steps and write `status` back.
 
+pub mod credentials;
 pub mod plan;
 pub mod probe;
 pub mod spec;
@@ -575,9 +576,18 @@ async fn ensure_image(shared: &Shared, pod: &Pod, c: &k8s_openapi::api::core::v1
         set_waiting(shared, &uid, &c.name, Some(Waiting { reason: "ImagePullBackOff".into(), message }));
         return Ok(false);
     }
+    let credentials = credentials::for_image(&image, &pull_secrets(shared, pod).await);
     shared.events.pod(pod, Some(&c.name), Type::Normal, "Pulling", format!("Pulling image \"{image}\""));
     let began = std::time::Instant::now();
-    match shared.docker.pull(&image, None).await {
+    let mut result = if credentials.is_empty() { shared.docker.pull(&image, None).await } else { Ok(()) };
+    for (i, auth) in credentials.into_iter().enumerate() {
+        result = shared.docker.pull(&image, Some(auth)).await;
+        if result.is_ok() {
+            break;
+        }
+        tracing::debug!(image, credential = i, "pull with this credential failed");
+    }
+    match result {
         Ok(()) => {
             let message = format!("Successfully pulled image \"{image}\" in {:.3}s", began.elapsed().as_secs_f64());
             shared.events.pod(pod, Some(&c.name), Type::Normal, "Pulled", message);
@@ -599,6 +609,42 @@ async fn ensure_image(shared: &Shared, pod: &Pod, c: &k8s_openapi::api::core::v1
             Ok(false)
         }
     }
+}
+
+/// The pod's `imagePullSecrets` that exist; a missing one is an Event, and the pull goes on
+/// without it, as upstream's does.
+async fn pull_secrets(shared: &Shared, pod: &Pod) -> Vec<k8s_openapi::api::core::v1::Secret> {
+    let names: Vec<String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        match api.get_opt(&name).await {
+            Ok(Some(s)) => found.push(s),
+            Ok(None) => missing.push(name),
+            Err(e) => missing.push(format!("{name} ({e})")),
+        }
+    }
+    if !missing.is_empty() {
+        let message = format!(
+            "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+            missing.join(", ")
+        );
+        shared.events.pod(pod, None, Type::Warning, "FailedToRetrieveImagePullSecret", message);
+    }
+    found
 }
 
 /// Reads the ConfigMaps and Secrets a container's environment and the pod's volumes refer to; a
