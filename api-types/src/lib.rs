@@ -11,6 +11,7 @@
 //! - [`schema`]: the OpenAPI definitions of the served kinds, generated from the k8s-openapi
 //!   types, with the strategic-merge-patch extensions added.
 //! - [`strategic_merge`]: applying a strategic merge patch using those definitions.
+//! - [`tls`]: the certificate verifier for the places upstream skips verification.
 //!
 //! Nothing here does I/O.
 
@@ -24,3 +25,4 @@ pub mod quantity;
 pub mod registry;
 pub mod schema;
 pub mod strategic_merge;
+pub mod tls;

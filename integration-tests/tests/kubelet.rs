@@ -309,7 +309,7 @@ async fn volumes_config_map_secret_empty_dir_and_host_path() -> Result<()> {
     });
     let reader = json!({
         "name": "reader", "image": BUSYBOX,
-        "command": ["sh", "-c", "for i in $(seq 50); do test -f /scratch/x && break; sleep 0.1; done; \
+        "command": ["sh", "-c", "for i in $(seq 300); do test -f /scratch/x && break; sleep 0.1; done; \
             test \"$(cat /cfg/mode)\" = fast && test \"$(cat /sec/password)\" = s3cret && \
             test \"$(cat /scratch/x)\" = shared && test \"$(cat /host/marker)\" = from-host && \
             test \"$(cat /info/name)\" = vols"],
@@ -721,5 +721,110 @@ async fn image_pull_secrets_pull_from_a_registry_with_auth() -> Result<()> {
     n.pods.create(&PostParams::default(), &with_secret).await?;
     let p = wait_for(&n.pods, "authorized", 60, "Running", |p| phase(p) == "Running").await?;
     assert_eq!(container(&p, "app").map(|s| s.image.as_str()), Some(image.as_str()));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_hooks_and_an_https_probe() -> Result<()> {
+    let n = node("node-p", "10.231.16.0/24").await?;
+    let host = integration_tests::TempDir::new("hooks")?;
+    let dir = host.path().to_path_buf();
+    let app = json!({
+        "name": "app", "image": BUSYBOX,
+        "command": ["sh", "-c", "trap 'echo term >> /log/events; exit 0' TERM; echo main >> /log/events; while true; do sleep 0.1; done"],
+        "volumeMounts": [{"name": "log", "mountPath": "/log"}],
+        "lifecycle": {
+            "postStart": {"exec": {"command": ["sh", "-c", "echo post-start >> /log/events"]}},
+            "preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop >> /log/events; sleep 1"]}},
+        },
+        // HTTPS with a certificate nobody here trusts: the API server's health, seen from the node.
+        "readinessProbe": {"httpGet": {"host": "127.0.0.1", "port": n.c.api.addr.port(), "path": "/healthz", "scheme": "HTTPS"}, "periodSeconds": 1},
+    });
+    let flaky = json!({
+        "name": "flaky", "image": BUSYBOX, "command": ["sleep", "3600"],
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "exit 3"]}}},
+    });
+    let mut p = pod("hooked", "node-p", "Always", json!([app, flaky]))?;
+    p.spec.as_mut().expect("spec").volumes =
+        Some(serde_json::from_value(json!([{"name": "log", "hostPath": {"path": dir.display().to_string()}}]))?);
+    n.pods.create(&PostParams::default(), &p).await?;
+    wait_for(&n.pods, "hooked", 60, "app ready through its HTTPS probe", |p| ready(p, "app")).await?;
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(n.c.client().await?, "default");
+    let params = kube::api::ListParams::default().fields("involvedObject.name=hooked");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = events.list(&params).await?.items;
+        if list.iter().any(|e| e.reason.as_deref() == Some("FailedPostStartHook")) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no FailedPostStartHook event: {:?}", list.iter().map(|e| &e.reason).collect::<Vec<_>>());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    n.pods.delete("hooked", &DeleteParams::default()).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while n.pods.get_opt("hooked").await?.is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "pod not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = std::fs::read_to_string(dir.join("events"))?;
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |what: &str| lines.iter().position(|l| *l == what);
+    assert!(at("main").is_some() && at("post-start").is_some(), "{lines:?}");
+    assert!(at("pre-stop") < at("term") && at("pre-stop").is_some(), "preStop runs before SIGTERM: {lines:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_bound_to_a_host_path_volume_is_mounted() -> Result<()> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let n = node("node-q", "10.231.17.0/24").await?;
+    let client = n.c.client().await?;
+    let host = integration_tests::TempDir::new("pv")?;
+    let data = host.path().join("data");
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "pv-q"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": data.display().to_string()}, "storageClassName": "manual"}
+    }))?;
+    Api::<PersistentVolume>::all(client.clone()).create(&PostParams::default(), &pv).await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client, "default");
+    for (name, volume) in [("bound", Some("pv-q")), ("waiting", None)] {
+        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                     "storageClassName": "manual", "volumeName": volume}
+        }))?;
+        claims.create(&PostParams::default(), &pvc).await?;
+    }
+    // No binder yet (the controller manager's job): the test binds the claim itself.
+    let status =
+        json!({"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}});
+    claims.patch_status("bound", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status)).await?;
+
+    let with_claim = |pod_name: &str, claim: &str| -> Result<Pod> {
+        let mut p = pod(
+            pod_name,
+            "node-q",
+            "Never",
+            json!([{"name": "app", "image": BUSYBOX, "command": ["sh", "-c", "echo kept > /data/file"],
+                    "volumeMounts": [{"name": "store", "mountPath": "/data"}]}]),
+        )?;
+        p.spec.as_mut().expect("spec").volumes =
+            Some(serde_json::from_value(json!([{"name": "store", "persistentVolumeClaim": {"claimName": claim}}]))?);
+        Ok(p)
+    };
+    n.pods.create(&PostParams::default(), &with_claim("keeper", "bound")?).await?;
+    n.pods.create(&PostParams::default(), &with_claim("stuck", "waiting")?).await?;
+    let p = wait_for(&n.pods, "keeper", 60, "the writer finished", |p| exit_code(p, "app").is_some()).await?;
+    assert_eq!(exit_code(&p, "app"), Some(0));
+    assert_eq!(std::fs::read_to_string(data.join("file"))?, "kept\n", "the write landed in the PV's path");
+    let stuck = wait_for(&n.pods, "stuck", 30, "a mount message", |p| {
+        container(p, "app").and_then(|s| s.state.clone()?.waiting?.message).is_some_and(|m| m.contains("not bound"))
+    })
+    .await?;
+    assert_eq!(phase(&stuck), "Pending");
     Ok(())
 }

@@ -213,7 +213,24 @@ async fn execute_all(shared: &Shared, pod: &Pod, observed: &[Observed], actions:
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
-    for action in actions {
+    // A pod's containers stop together (their preStop hooks and grace periods overlap, as
+    // upstream's); everything else goes in order.
+    let app_stop = |a: &Action| matches!(a, Action::Stop { id, .. } if observed.iter().any(|o| o.id == *id && o.kind != Some(Kind::Sandbox)));
+    let mut actions = actions.into_iter().peekable();
+    while let Some(action) = actions.next() {
+        if app_stop(&action) {
+            let mut batch = vec![action];
+            while let Some(next) = actions.next_if(|a| app_stop(a)) {
+                batch.push(next);
+            }
+            let results = futures::future::join_all(batch.iter().map(|a| execute(shared, pod, observed, a))).await;
+            for (action, result) in batch.iter().zip(results) {
+                if let Err(e) = result {
+                    tracing::warn!(?action, error = %e, "pod step failed");
+                }
+            }
+            continue;
+        }
         let result = match &action {
             Action::FinishDeletion => {
                 let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
@@ -339,8 +356,7 @@ async fn run_probes(shared: &Shared, pod: &Pod, observed: &[Observed]) -> (BTree
                 tracing::info!(container = %c.name, probe = kind.name(), "container failed its probe; it will be restarted");
                 let text =
                     format!("Container {} failed {} probe, will be restarted", c.name, kind.name().to_lowercase());
-                shared.events.pod(pod, Some(&c.name), Type::Normal, "Killing", text);
-                if let Err(e) = shared.docker.stop(&o.id, plan::grace_seconds(pod)).await {
+                if let Err(e) = stop(shared, pod, observed, o, plan::grace_seconds(pod), text).await {
                     tracing::warn!(error = %e, "stopping an unhealthy container failed");
                 }
             }
@@ -440,21 +456,49 @@ async fn execute(shared: &Shared, pod: &Pod, observed: &[Observed], action: &Act
                 }
             }
         }
-        Action::Stop { id, grace } => {
-            if let Some(o) = observed.iter().find(|o| o.id == *id && o.kind != Some(Kind::Sandbox)) {
-                shared.events.pod(
-                    pod,
-                    Some(&o.name),
-                    Type::Normal,
-                    "Killing",
-                    format!("Stopping container {}", o.name),
-                );
-            }
-            shared.docker.stop(id, *grace).await
-        }
+        Action::Stop { id, grace } => match observed.iter().find(|o| o.id == *id && o.kind != Some(Kind::Sandbox)) {
+            Some(o) => stop(shared, pod, observed, o, *grace, format!("Stopping container {}", o.name)).await,
+            None => shared.docker.stop(id, *grace).await,
+        },
         Action::Remove { id } => shared.docker.remove(id).await,
         Action::FinishDeletion => Ok(()),
     }
+}
+
+/// Stops an app or init container: a `Killing` event, its preStop hook within the grace period,
+/// then SIGTERM and, after what is left of the grace period (at least 2 s, as upstream), SIGKILL.
+async fn stop(
+    shared: &Shared,
+    pod: &Pod,
+    observed: &[Observed],
+    o: &Observed,
+    grace: i64,
+    why: String,
+) -> Result<(), Error> {
+    shared.events.pod(pod, Some(&o.name), Type::Normal, "Killing", why);
+    let spec = pod.spec.as_ref();
+    let container = spec.into_iter().flat_map(|s| s.containers.iter()).find(|c| c.name == o.name);
+    let pre_stop = container.and_then(|c| Some((c, c.lifecycle.as_ref()?.pre_stop.as_ref()?)));
+    let mut grace = grace;
+    if let Some((c, hook)) = pre_stop.filter(|_| o.state == Some(State::Running)) {
+        let began = std::time::Instant::now();
+        let ip = plan::latest(observed, crate::docker::SANDBOX)
+            .and_then(|s| s.ip.clone())
+            .unwrap_or_else(|| shared.host_ip.clone());
+        let budget = Duration::from_secs(grace.max(0) as u64);
+        let outcome = tokio::time::timeout(budget, probe::perform(&shared.docker, hook.into(), c, &ip, &o.id)).await;
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(message),
+            Err(_) => Some(format!("the hook did not finish within the grace period ({grace}s)")),
+        };
+        if let Some(message) = failure {
+            let text = format!("PreStopHook failed: {message}");
+            shared.events.pod(pod, Some(&o.name), Type::Warning, "FailedPreStopHook", text);
+        }
+        grace = (grace - began.elapsed().as_secs() as i64).max(2);
+    }
+    shared.docker.stop(&o.id, grace).await
 }
 
 fn parse_time(t: &Option<String>) -> Option<Timestamp> {
@@ -524,6 +568,16 @@ async fn start(
             shared.events.pod(pod, Some(name), Type::Normal, "Started", format!("Started container {name}"));
             set_waiting(shared, &uid, name, None);
             tracing::info!(container = name, attempt, "container started");
+            let post_start = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref());
+            if let Some(hook) = post_start {
+                let ip = sandbox.ip.clone().unwrap_or_else(|| shared.host_ip.clone());
+                if let Err(message) = probe::perform(&shared.docker, hook.into(), container, &ip, &id).await {
+                    // As upstream: the container is killed and restarts per its policy.
+                    let text = format!("PostStartHook failed: {message}");
+                    shared.events.pod(pod, Some(name), Type::Warning, "FailedPostStartHook", text);
+                    shared.docker.stop(&id, plan::grace_seconds(pod)).await?;
+                }
+            }
             Ok(())
         }
         Err(e) => {
@@ -678,5 +732,38 @@ async fn sources(
             out.secrets.insert(name, data.collect());
         }
     }
+    let claims =
+        pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).filter_map(|v| v.persistent_volume_claim.as_ref());
+    for claim in claims {
+        let path = claim_path(shared, &ns, &claim.claim_name).await;
+        out.claims.insert(claim.claim_name.clone(), path);
+    }
     Ok(out)
+}
+
+/// Where a bound claim's volume lives on this node: its PersistentVolume's `hostPath` or `local`
+/// path. Anything else is the reason the mount cannot happen yet.
+async fn claim_path(shared: &Shared, ns: &str, claim: &str) -> Result<String, String> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(shared.client.clone(), ns);
+    let pvc = claims
+        .get_opt(claim)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+    let volume = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty());
+    let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+    let Some(volume) = volume.filter(|_| phase == "Bound") else {
+        return Err(format!("persistentvolumeclaim \"{claim}\" is not bound (phase {phase:?})"));
+    };
+    let pv = Api::<PersistentVolume>::all(shared.client.clone())
+        .get_opt(&volume)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolume \"{volume}\" of claim \"{claim}\" not found"))?;
+    let spec = pv.spec.unwrap_or_default();
+    spec.host_path
+        .map(|h| h.path)
+        .or(spec.local.map(|l| l.path))
+        .ok_or_else(|| format!("persistentvolume \"{volume}\" is neither hostPath nor local; no plugin mounts it here"))
 }

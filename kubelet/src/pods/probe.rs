@@ -1,10 +1,13 @@
-//! Liveness, readiness and startup probes: httpGet, tcpSocket and exec, with upstream's timing
-//! fields and thresholds. Running one is I/O; what a result means is the pure [`Tracker`].
+//! Liveness, readiness and startup probes: httpGet (HTTP or HTTPS), tcpSocket and exec, with
+//! upstream's timing fields and thresholds; lifecycle hooks run through the same [`perform`].
+//! Running one is I/O; what a result means is the pure [`Tracker`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, ExecAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::docker::Docker;
@@ -81,38 +84,79 @@ impl Tracker {
     }
 }
 
-/// Runs a probe once against a container; `Err` carries the failure's message.
+/// What a probe or a lifecycle hook does: one of these is set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Action<'a> {
+    pub exec: Option<&'a ExecAction>,
+    pub http_get: Option<&'a HTTPGetAction>,
+    pub tcp_socket: Option<&'a TCPSocketAction>,
+    pub sleep_seconds: Option<i64>,
+}
+
+impl<'a> From<&'a Probe> for Action<'a> {
+    fn from(p: &'a Probe) -> Self {
+        Action {
+            exec: p.exec.as_ref(),
+            http_get: p.http_get.as_ref(),
+            tcp_socket: p.tcp_socket.as_ref(),
+            sleep_seconds: None,
+        }
+    }
+}
+
+impl<'a> From<&'a LifecycleHandler> for Action<'a> {
+    fn from(h: &'a LifecycleHandler) -> Self {
+        Action {
+            exec: h.exec.as_ref(),
+            http_get: h.http_get.as_ref(),
+            tcp_socket: h.tcp_socket.as_ref(),
+            sleep_seconds: h.sleep.as_ref().map(|s| s.seconds),
+        }
+    }
+}
+
+/// Runs a probe once against a container, within its timeout; `Err` carries the failure's message.
 pub async fn run(docker: &Docker, probe: &Probe, c: &Container, ip: &str, container_id: &str) -> Result<(), String> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    let attempt = async {
-        if let Some(http) = &probe.http_get {
-            let port = port(&http.port, c)?;
-            let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| ip.to_string());
-            if http.scheme.as_deref() == Some("HTTPS") {
-                return Err("HTTPS probes are not supported yet".to_string());
-            }
-            http_get(&host, port, http.path.as_deref().unwrap_or("/"), http.http_headers.iter().flatten()).await
-        } else if let Some(tcp) = &probe.tcp_socket {
-            let port = port(&tcp.port, c)?;
-            let host = tcp.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| ip.to_string());
-            tokio::net::TcpStream::connect((host.as_str(), port))
-                .await
-                .map(drop)
-                .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
-        } else if let Some(exec) = &probe.exec {
-            let command = exec.command.clone().unwrap_or_default();
-            match docker.exec(container_id, command).await {
-                Ok((0, _)) => Ok(()),
-                Ok((code, output)) => Err(format!("command exited with {code}: {}", output.trim())),
-                Err(e) => Err(e.to_string()),
-            }
-        } else {
-            Err("the probe has no handler".to_string())
-        }
-    };
-    match tokio::time::timeout(timeout, attempt).await {
+    match tokio::time::timeout(timeout, perform(docker, Action::from(probe), c, ip, container_id)).await {
         Ok(result) => result,
         Err(_) => Err(format!("timeout after {}s", timeout.as_secs())),
+    }
+}
+
+/// Does `action` once against a container at `ip` (HTTPS without verifying the certificate, as
+/// upstream's prober); `Err` carries the failure's message.
+pub async fn perform(
+    docker: &Docker,
+    action: Action<'_>,
+    c: &Container,
+    ip: &str,
+    container_id: &str,
+) -> Result<(), String> {
+    if let Some(http) = action.http_get {
+        let port = port(&http.port, c)?;
+        let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| ip.to_string());
+        let tls = http.scheme.as_deref() == Some("HTTPS");
+        http_get(tls, &host, port, http.path.as_deref().unwrap_or("/"), http.http_headers.iter().flatten()).await
+    } else if let Some(tcp) = action.tcp_socket {
+        let port = port(&tcp.port, c)?;
+        let host = tcp.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| ip.to_string());
+        tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map(drop)
+            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
+    } else if let Some(exec) = action.exec {
+        let command = exec.command.clone().unwrap_or_default();
+        match docker.exec(container_id, command).await {
+            Ok((0, _)) => Ok(()),
+            Ok((code, output)) => Err(format!("command exited with {code}: {}", output.trim())),
+            Err(e) => Err(e.to_string()),
+        }
+    } else if let Some(seconds) = action.sleep_seconds {
+        tokio::time::sleep(Duration::from_secs(seconds.max(0) as u64)).await;
+        Ok(())
+    } else {
+        Err("no handler is set".to_string())
     }
 }
 
@@ -132,14 +176,20 @@ fn port(port: &IntOrString, c: &Container) -> Result<u16, String> {
 
 /// A GET whose status must be 200–399, as upstream's prober.
 async fn http_get<'a>(
+    tls: bool,
     host: &str,
     port: u16,
     path: &str,
     headers: impl Iterator<Item = &'a k8s_openapi::api::core::v1::HTTPHeader>,
 ) -> Result<(), String> {
-    let mut stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("Get \"http://{host}:{port}{path}\": {e}"))?;
+    let url = format!("{}://{host}:{port}{path}", if tls { "https" } else { "http" });
+    let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+    let mut stream: Box<dyn Stream> = if tls {
+        let name = ServerName::try_from(host.to_string()).map_err(|e| format!("Get \"{url}\": {e}"))?;
+        Box::new(insecure_tls().connect(name, tcp).await.map_err(|e| format!("Get \"{url}\": {e}"))?)
+    } else {
+        Box::new(tcp)
+    };
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
     );
@@ -153,6 +203,25 @@ async fn http_get<'a>(
     let line = String::from_utf8_lossy(&head[..n]);
     let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP response")?;
     if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) }
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The TLS client of HTTPS probes and hooks: any certificate is accepted.
+fn insecure_tls() -> tokio_rustls::TlsConnector {
+    static CONNECTOR: std::sync::OnceLock<tokio_rustls::TlsConnector> = std::sync::OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let verifier = Arc::new(api_types::tls::AnyServerCertificate::new(provider.clone()));
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth())
+                .expect("ring supports the default protocol versions");
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        })
+        .clone()
 }
 
 #[cfg(test)]

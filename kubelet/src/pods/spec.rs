@@ -16,6 +16,8 @@ use crate::docker::{
 pub struct Sources {
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Bound PersistentVolumeClaims by name: the volume's path on the node, or why not.
+    pub claims: BTreeMap<String, Result<String, String>>,
 }
 
 /// The ConfigMaps and Secrets a container's env and envFrom read: (config maps, secrets).

@@ -205,8 +205,19 @@ pub fn prepare(root: &Path, pod: &Pod, sources: &Sources) -> Result<BTreeMap<Str
             }
             write_files(&dir, &files).map_err(|e| format!("volume {}: {e}", v.name))?;
             dir
+        } else if let Some(claim) = &v.persistent_volume_claim {
+            match sources.claims.get(&claim.claim_name) {
+                Some(Ok(path)) => {
+                    std::fs::create_dir_all(path).map_err(|e| format!("volume {}: {path}: {e}", v.name))?;
+                    PathBuf::from(path)
+                }
+                Some(Err(why)) => return Err(format!("volume {}: {why}", v.name)),
+                None => {
+                    return Err(format!("volume {}: persistentvolumeclaim \"{}\" not found", v.name, claim.claim_name));
+                }
+            }
         } else {
-            // Unsupported kinds (persistentVolumeClaim for now) get an empty directory.
+            // Kinds no plugin serves here get an empty directory.
             std::fs::create_dir_all(&dir).map_err(|e| format!("volume {}: {e}", v.name))?;
             dir
         };

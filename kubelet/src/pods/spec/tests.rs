@@ -87,6 +87,7 @@ fn env_from_then_env_with_references_and_the_downward_api() {
             BTreeMap::from([("MODE".into(), "fast".into()), ("LEVEL".into(), "3".into())]),
         )]),
         secrets: BTreeMap::from([("creds".into(), BTreeMap::from([("password".into(), "s3cret".into())]))]),
+        ..Default::default()
     };
     let p = pod(c.clone());
     let env = environment(&p, &c, &sources).expect("resolves");
