@@ -463,30 +463,59 @@ impl Dockerd {
     pub async fn start() -> Result<Self> {
         let dir = TempDir::new("dockerd")?;
         let socket = dir.path().join("docker.sock");
+        let mut d = Dockerd { child: None, socket, dir };
+        d.spawn().await?;
+        d.import_busybox(BUSYBOX)?;
+        Ok(d)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let dir = self.dir.path();
         let child = Command::new("dockerd")
             .arg("--data-root")
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .arg("--exec-root")
-            .arg(dir.path().join("exec"))
+            .arg(dir.join("exec"))
             .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
+            .arg(dir.join("docker.pid"))
             .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
+            .arg(format!("unix://{}", self.socket.display()))
             .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("dockerd.log"))?)
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("dockerd.log"))?)
             .spawn()
             .context("starting dockerd")?;
-        let d = Dockerd { child: Some(child), socket, dir };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !d.cli(&["version"]).is_ok_and(|o| o.status.success()) {
+        while !self.cli(&["version"]).is_ok_and(|o| o.status.success()) {
             if Instant::now() > deadline {
-                bail!("dockerd did not come up: {}", std::fs::read_to_string(d.dir.path().join("dockerd.log"))?);
+                bail!("dockerd did not come up: {}", std::fs::read_to_string(dir.join("dockerd.log"))?);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        d.import_busybox(BUSYBOX)?;
-        Ok(d)
+        Ok(())
+    }
+
+    /// Stops the daemon (SIGTERM, which stops its containers) and starts it again on the same
+    /// data: what a node sees when dockerd is restarted or upgraded.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop_daemon();
+        self.spawn().await
+    }
+
+    fn stop_daemon(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Runs the docker CLI against this daemon.
@@ -625,18 +654,7 @@ impl Drop for Dockerd {
             let _ = self.cli(&["network", "prune", "-f"]);
             std::thread::sleep(Duration::from_millis(200));
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop_daemon();
     }
 }
 

@@ -828,3 +828,54 @@ async fn a_claim_bound_to_a_host_path_volume_is_mounted() -> Result<()> {
     assert_eq!(phase(&stuck), "Pending");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_back_off_doubles() -> Result<()> {
+    let n = node("node-r", "10.231.18.0/24").await?;
+    n.pods.create(&PostParams::default(), &pod("crasher", "node-r", "Always", json!([sh("main", "exit 1")]))?).await?;
+    // Every attempt seen (by start time) with its end, read from state and lastState as they pass.
+    let mut attempts = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while attempts.len() < 3 {
+        if tokio::time::Instant::now() > deadline {
+            bail!("three attempts not seen in 90 s: {attempts:?}");
+        }
+        if let Some(s) = n.pods.get_opt("crasher").await?.as_ref().and_then(|p| container(p, "main").cloned()) {
+            let ends = [s.state.and_then(|st| st.terminated), s.last_state.and_then(|st| st.terminated)];
+            for t in ends.into_iter().flatten() {
+                if let (Some(start), Some(end)) = (t.started_at, t.finished_at) {
+                    attempts.insert(start.0, end.0);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let runs: Vec<_> = attempts.into_iter().collect();
+    let gap = |i: usize| runs[i + 1].0.duration_since(runs[i].1).as_secs();
+    // 10 s, then 20 s (timestamps have whole seconds, and a pass may come a little late).
+    assert!((9..=14).contains(&gap(0)), "first back-off {} s: {runs:?}", gap(0));
+    assert!((19..=25).contains(&gap(1)), "second back-off {} s: {runs:?}", gap(1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dockerd_restart_brings_the_pods_back() -> Result<()> {
+    let mut n = node("node-s", "10.231.19.0/24").await?;
+    n.pods
+        .create(&PostParams::default(), &pod("survivor", "node-s", "Always", json!([sh("main", "exec sleep 3600")]))?)
+        .await?;
+    let before = wait_for(&n.pods, "survivor", 60, "Running", |p| ready(p, "main")).await?;
+    let id = |p: &Pod| container(p, "main").and_then(|s| s.container_id.clone()).unwrap_or_default();
+    let first = id(&before);
+    n.docker.restart().await?;
+    let after = wait_for(&n.pods, "survivor", 90, "running again in a new container", |p| {
+        ready(p, "main") && id(p) != first && !id(p).is_empty()
+    })
+    .await?;
+    let status = after.status.as_ref().expect("status");
+    assert_eq!(phase(&after), "Running");
+    assert!(status.pod_ip.as_deref().is_some_and(|ip| ip.starts_with("10.231.19.")), "{:?}", status.pod_ip);
+    let running = n.docker.run(&["ps", "-q", "--filter", "label=io.kubernetes.pod.name=survivor"])?;
+    assert_eq!(running.lines().count(), 2, "sandbox and app, once each: {running}");
+    Ok(())
+}
