@@ -140,10 +140,20 @@ async fn restart_policies_exit_codes_and_back_off() -> Result<()> {
             .create(&PostParams::default(), &pod(name, "node-b", policy, json!([sh("main", &format!("exit {code}"))]))?)
             .await?;
     }
-    n.pods.create(&PostParams::default(), &pod("always", "node-b", "Always", json!([sh("main", "exit 1")]))?).await?;
+    // Restarted whatever the exit code (Always) or after a failure (OnFailure).
+    for (name, policy, code) in [("always", "Always", 1), ("always-ok", "Always", 0), ("onfail-fail", "OnFailure", 1)] {
+        let p = pod(name, "node-b", policy, json!([sh("main", &format!("exit {code}"))]))?;
+        n.pods.create(&PostParams::default(), &p).await?;
+    }
     for (name, want) in [("never-ok", "Succeeded"), ("never-fail", "Failed"), ("onfail-ok", "Succeeded")] {
         let p = wait_for(&n.pods, name, 60, want, |p| phase(p) == want).await?;
         assert_eq!(container(&p, "main").map(|s| s.restart_count), Some(0), "{name}");
+    }
+    for name in ["always-ok", "onfail-fail"] {
+        let p =
+            wait_for(&n.pods, name, 60, "a restart", |p| container(p, "main").is_some_and(|s| s.restart_count >= 1))
+                .await?;
+        assert_eq!(phase(&p), "Running", "{name}: a pod that will restart is not done");
     }
     // Always: restarted after the 10 s back-off, and meanwhile waiting in CrashLoopBackOff.
     let p = wait_for(&n.pods, "always", 60, "CrashLoopBackOff", |p| {
@@ -519,6 +529,9 @@ async fn logs_of_the_previous_attempt() -> Result<()> {
     assert_eq!(current, "run-2\n");
     let previous = n.pods.logs("twice", &kube::api::LogParams { previous: true, ..Default::default() }).await?;
     assert_eq!(previous, "run-1\n");
+    let kubeconfig = n.c.api.kubeconfig.clone();
+    let (code, out, err) = tokio::task::block_in_place(|| kubectl(&kubeconfig, &["logs", "twice", "--previous"], b""))?;
+    assert_eq!((code, out.as_str()), (0, "run-1\n"), "{err}");
     Ok(())
 }
 
