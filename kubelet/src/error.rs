@@ -4,8 +4,8 @@
 pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
-    #[error("kubeconfig: {0}")]
-    Kubeconfig(String),
+    #[error(transparent)]
+    Client(#[from] daemon::Error),
     #[error("API: {0}")]
     Api(#[from] kube::Error),
     #[error("Docker: {0}")]

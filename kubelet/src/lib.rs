@@ -5,17 +5,15 @@
 //! Module tour: `config` (flags), `docker` (the Docker Engine edge), `node` (Node status and
 //! Lease), `pods` (the pod loop; `plan`, `status` and `spec` are pure).
 
+pub use daemon::events;
 pub mod config;
 pub mod docker;
 mod error;
-pub mod events;
 pub mod exec;
 pub mod node;
 pub mod pods;
 pub mod server;
 pub mod stats;
-
-use std::path::Path;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
@@ -24,18 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Args, Config};
 pub use error::Error;
 
-/// A client for the API server named in a kubeconfig file.
-pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Kubeconfig(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-        .await
-        .map_err(|e| Error::Kubeconfig(e.to_string()))?;
-    kube::Client::try_from(config).map_err(Error::Api)
-}
-
 /// Runs the kubelet until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let client = client_from_kubeconfig(&config.kubeconfig).await?;
+    let client = daemon::client_from_kubeconfig(&config.kubeconfig).await?;
     let docker = docker::Docker::connect(&config.docker_socket, &config.node_name).await?;
     let mut facts = node::Facts::read(&config, docker.runtime_version().await?);
     let server = match &config.server {

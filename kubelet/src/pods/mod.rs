@@ -100,7 +100,7 @@ pub async fn run(
         waiting: Mutex::new(HashMap::new()),
         refreshed: Mutex::new(HashMap::new()),
         probes: Mutex::new(HashMap::new()),
-        events: Recorder::new(client.clone(), &node_name),
+        events: Recorder::new(client.clone(), "kubelet", Some(&node_name)),
     });
     tokio::select! {
         () = shutdown.cancelled() => { reflect.abort(); return Ok(()) }

@@ -1,19 +1,25 @@
-//! core/v1 Events about pods, as upstream's kubelet records them (Pulling, Pulled, Created,
-//! Started, Killing, BackOff, Unhealthy, Failed, FailedMount), so `kubectl describe pod` tells
-//! the story. A repeat of the same event within a minute bumps its count instead of adding one,
-//! and is written at most every 10 s.
+//! core/v1 Events about pods, so `kubectl describe pod` tells the story (the kubelet's Pulling,
+//! Started, Killing…; the scheduler's Scheduled and FailedScheduling). A repeat of the same event
+//! within a minute bumps its count instead of adding one, and is written at most every 10 s.
+//! Writes go out in the background, a few at a time; when too many wait, new ones are dropped
+//! (as upstream's broadcaster does) so events never crowd out the work they describe.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use tokio::sync::Semaphore;
 
 const REPEAT_WINDOW: Duration = Duration::from_secs(60);
 const REPEAT_WRITE_EVERY: Duration = Duration::from_secs(10);
+/// Event writes in flight at once, and waiting at most.
+const CONCURRENT_WRITES: usize = 8;
+const MAX_WAITING: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Type {
@@ -29,15 +35,41 @@ struct Seen {
     written: Instant,
 }
 
+/// Records events as one component (`kubelet` on a host, `default-scheduler`).
 pub struct Recorder {
     client: kube::Client,
-    node: String,
+    component: String,
+    host: Option<String>,
     seen: Mutex<HashMap<(String, String, String, String), Seen>>,
+    writers: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Recorder {
-    pub fn new(client: kube::Client, node: &str) -> Self {
-        Recorder { client, node: node.to_string(), seen: Mutex::new(HashMap::new()) }
+    pub fn new(client: kube::Client, component: &str, host: Option<&str>) -> Self {
+        Recorder {
+            client,
+            component: component.to_string(),
+            host: host.map(str::to_string),
+            seen: Mutex::new(HashMap::new()),
+            writers: Arc::new(Semaphore::new(CONCURRENT_WRITES)),
+            waiting: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Runs `write` in the background, a few at a time; dropped when too many wait.
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, write: F) {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!("too many events waiting; dropping one");
+            return;
+        }
+        let (writers, waiting) = (self.writers.clone(), self.waiting.clone());
+        tokio::spawn(async move {
+            let _permit = writers.acquire().await;
+            write.await;
+            waiting.fetch_sub(1, Ordering::Relaxed);
+        });
     }
 
     /// Records an event about `pod` (and `container`, when given), in the background.
@@ -73,7 +105,7 @@ impl Recorder {
         let time = Time(Timestamp::now());
         if let Some(count) = repeat {
             let patch = serde_json::json!({"count": count, "lastTimestamp": time});
-            tokio::spawn(async move {
+            self.spawn(async move {
                 if let Err(e) = events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                     tracing::debug!(error = %e, event = %name, "updating an event failed");
                 }
@@ -100,12 +132,12 @@ impl Recorder {
             count: Some(1),
             first_timestamp: Some(time.clone()),
             last_timestamp: Some(time),
-            source: Some(EventSource { component: Some("kubelet".into()), host: Some(self.node.clone()) }),
-            reporting_component: Some("kubelet".into()),
-            reporting_instance: Some(self.node.clone()),
+            source: Some(EventSource { component: Some(self.component.clone()), host: self.host.clone() }),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.host.clone().unwrap_or_else(|| self.component.clone())),
             ..Default::default()
         };
-        tokio::spawn(async move {
+        self.spawn(async move {
             if let Err(e) = events.create(&PostParams::default(), &event).await {
                 tracing::debug!(error = %e, "recording an event failed");
             }
