@@ -98,6 +98,13 @@ impl Leadership {
     }
 }
 
+impl Drop for Leadership {
+    /// A dropped leadership (the daemon stopping, or its task aborted) stops renewing.
+    fn drop(&mut self) {
+        self.renewing.abort();
+    }
+}
+
 /// Waits until this candidate holds the Lease (`None` if `shutdown` comes first), then keeps
 /// renewing it in the background.
 pub async fn acquire(

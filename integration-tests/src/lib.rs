@@ -712,3 +712,36 @@ impl Drop for Kubelet {
         self.shutdown.cancel();
     }
 }
+
+/// An in-process rk-scheduler against the cluster.
+pub struct Scheduler {
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), scheduler::Error>>>,
+}
+
+impl Scheduler {
+    /// Starts one with `config` (see [`scheduler::Config::for_kubeconfig`]).
+    pub fn start(config: scheduler::Config) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(scheduler::run(config, shutdown.clone()));
+        Scheduler { shutdown, task: Some(task) }
+    }
+
+    /// Kills it the way a crash would: no lease release, bindings in flight abandoned.
+    pub fn kill(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.kill();
+    }
+}

@@ -567,7 +567,8 @@ async fn exec_through_kube_rs_and_the_stock_kubectl() -> Result<()> {
     let (mut stdout, mut stderr) = (run.stdout().expect("stdout"), run.stderr().expect("stderr"));
     let status = run.take_status().expect("status");
     let (r1, r2) = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err));
-    (r1?, r2?);
+    r1?;
+    r2?;
     let status = status.await.expect("a final status");
     assert_eq!((out.as_str(), err.as_str()), ("ready\n", "oops\n"));
     assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
