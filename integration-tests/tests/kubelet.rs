@@ -893,3 +893,29 @@ async fn a_dockerd_restart_brings_the_pods_back() -> Result<()> {
     assert_eq!(running.lines().count(), 2, "sandbox and app, once each: {running}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_context_user_group_read_only_root_and_capabilities() -> Result<()> {
+    let n = node("node-t", "10.231.20.0/24").await?;
+    let script = "id -u; id -g; touch /probe 2>/dev/null && echo writable || echo read-only";
+    let locked = json!({
+        "name": "locked", "image": BUSYBOX, "command": ["sh", "-c", script],
+        "securityContext": {"runAsUser": 1000, "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}},
+    });
+    let mut p = pod("confined", "node-t", "Never", json!([locked]))?;
+    p.spec.as_mut().expect("spec").security_context = Some(serde_json::from_value(json!({"runAsGroup": 2000}))?);
+    n.pods.create(&PostParams::default(), &p).await?;
+    let p = wait_for(&n.pods, "confined", 60, "finished", |p| exit_code(p, "locked").is_some()).await?;
+    let logs = n.pods.logs("confined", &kube::api::LogParams::default()).await?;
+    assert_eq!(logs, "1000\n2000\nread-only\n", "the pod's runAsGroup and the container's runAsUser both apply");
+    let id = container(&p, "locked").and_then(|s| s.container_id.clone()).expect("id");
+    let caps = n.docker.run(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.CapAdd}} {{.HostConfig.CapDrop}} {{.HostConfig.Privileged}}",
+        id.trim_start_matches("docker://"),
+    ])?;
+    assert_eq!(caps, "[NET_BIND_SERVICE] [ALL] false");
+    Ok(())
+}
