@@ -28,7 +28,8 @@ pub struct PodInfo {
 
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> Self {
-        let spec = pod.spec.clone().unwrap_or_default();
+        let empty = k8s_openapi::api::core::v1::PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&empty);
         let host_ports = spec
             .containers
             .iter()
@@ -44,8 +45,8 @@ impl PodInfo {
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: pod.metadata.name.clone().unwrap_or_default(),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
-            requests: pod_requests(&spec),
-            non_zero: non_zero_requests(&spec),
+            requests: pod_requests(spec),
+            non_zero: non_zero_requests(spec),
             host_ports,
             pod,
         }
