@@ -17,6 +17,8 @@ use tokio::sync::Semaphore;
 
 const REPEAT_WINDOW: Duration = Duration::from_secs(60);
 const REPEAT_WRITE_EVERY: Duration = Duration::from_secs(10);
+/// How often events older than [`REPEAT_WINDOW`] are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
 /// Event writes in flight at once, and waiting at most.
 const CONCURRENT_WRITES: usize = 8;
 const MAX_WAITING: usize = 1000;
@@ -35,12 +37,19 @@ struct Seen {
     written: Instant,
 }
 
+/// Events written recently, by (pod uid, container, reason, message).
+#[derive(Default)]
+struct Recent {
+    events: HashMap<(String, String, String, String), Seen>,
+    pruned: Option<Instant>,
+}
+
 /// Records events as one component (`kubelet` on a host, `default-scheduler`).
 pub struct Recorder {
     client: kube::Client,
     component: String,
     host: Option<String>,
-    seen: Mutex<HashMap<(String, String, String, String), Seen>>,
+    seen: Mutex<Recent>,
     writers: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
 }
@@ -51,7 +60,7 @@ impl Recorder {
             client,
             component: component.to_string(),
             host: host.map(str::to_string),
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Recent::default()),
             writers: Arc::new(Semaphore::new(CONCURRENT_WRITES)),
             waiting: Arc::new(AtomicUsize::new(0)),
         }
@@ -85,16 +94,22 @@ impl Recorder {
         let now = Instant::now();
         // (event name, Some(count) for a repeat)
         let (name, repeat) = {
-            let Ok(mut seen) = self.seen.lock() else { return };
-            seen.retain(|_, s| now.duration_since(s.written) < REPEAT_WINDOW);
+            let Ok(mut guard) = self.seen.lock() else { return };
+            // Forgetting old events is a pass over all of them: at most every PRUNE_EVERY, not
+            // once per event (a burst of 10,000 events made that quadratic).
+            if guard.pruned.is_none_or(|t| now.duration_since(t) >= PRUNE_EVERY) {
+                guard.events.retain(|_, s| now.duration_since(s.written) < REPEAT_WINDOW);
+                guard.pruned = Some(now);
+            }
+            let seen = &mut guard.events;
             match seen.get_mut(&key) {
                 Some(s) if now.duration_since(s.written) < REPEAT_WRITE_EVERY => return,
-                Some(s) => {
+                Some(s) if now.duration_since(s.written) < REPEAT_WINDOW => {
                     s.count += 1;
                     s.written = now;
                     (s.name.clone(), Some(s.count))
                 }
-                None => {
+                _ => {
                     let name = format!("{pod_name}.{:x}", Timestamp::now().as_nanosecond());
                     seen.insert(key, Seen { name: name.clone(), count: 1, written: now });
                     (name, None)
