@@ -89,6 +89,9 @@ struct Scheduler {
     binds: Arc<Semaphore>,
     /// Where the next decision starts looking (rotates through the nodes).
     start: usize,
+    /// Whether the node and the pod watches have each delivered their first full list: nothing
+    /// is decided on a cache that has not (no nodes yet would make every pod unschedulable).
+    synced: (bool, bool),
 }
 
 fn uid(p: &Pod) -> String {
@@ -119,6 +122,7 @@ impl Scheduler {
             metrics,
             binds: Arc::new(Semaphore::new(config.bind_concurrency)),
             start: 0,
+            synced: (false, false),
         }
     }
 
@@ -163,7 +167,7 @@ impl Scheduler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let result = loop {
-            let ready = leading && self.queue.maybe_ready();
+            let ready = leading && self.synced == (true, true) && self.queue.maybe_ready();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break Ok(()),
@@ -237,6 +241,7 @@ impl Scheduler {
                 for n in gone {
                     self.cache.remove_node(&n);
                 }
+                self.synced.0 = true;
                 self.queue.move_all(now);
             }
         }
@@ -252,6 +257,7 @@ impl Scheduler {
                 for gone in self.cache_pod_uids().into_iter().filter(|u| !present.contains(u)) {
                     self.remove_pod(&gone, now);
                 }
+                self.synced.1 = true;
             }
         }
     }
