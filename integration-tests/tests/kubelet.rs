@@ -919,3 +919,61 @@ async fn security_context_user_group_read_only_root_and_capabilities() -> Result
     assert_eq!(caps, "[NET_BIND_SERVICE] [ALL] false");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_empty_dir_projected_sub_path_startup_probe_and_host_network() -> Result<()> {
+    let n = node("node-u", "10.231.21.0/24").await?;
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"level": "3", "extra": "x"}}))?;
+    Api::<ConfigMap>::namespaced(n.c.client().await?, "default").create(&PostParams::default(), &cm).await?;
+    let check = "mount | grep ' /cache ' | grep -q 'tmpfs.*size=8192k' && \
+                 test \"$(cat /proj/level)\" = 3 && test \"$(cat /proj/pod)\" = mixed && \
+                 test \"$(cat /etc/level.conf)\" = 3 && test ! -e /proj/extra && echo all-good";
+    let app = json!({
+        "name": "app", "image": BUSYBOX, "command": ["sh", "-c", format!("{check}; touch /cache/started; exec sleep 3600")],
+        "volumeMounts": [
+            {"name": "cache", "mountPath": "/cache"},
+            {"name": "proj", "mountPath": "/proj"},
+            {"name": "proj", "mountPath": "/etc/level.conf", "subPath": "level"}
+        ],
+        // Ready only after the startup probe has passed, which needs the file the script writes.
+        "startupProbe": {"exec": {"command": ["test", "-f", "/cache/started"]}, "periodSeconds": 1, "failureThreshold": 30},
+        "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1},
+    });
+    let mut p = pod("mixed", "node-u", "Always", json!([app]))?;
+    p.spec.as_mut().expect("spec").volumes = Some(serde_json::from_value(json!([
+        {"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+        {"name": "proj", "projected": {"sources": [
+            {"configMap": {"name": "settings", "items": [{"key": "level", "path": "level"}]}},
+            {"downwardAPI": {"items": [{"path": "pod", "fieldRef": {"fieldPath": "metadata.name"}}]}}
+        ]}}
+    ]))?);
+    n.pods.create(&PostParams::default(), &p).await?;
+    let p = wait_for(&n.pods, "mixed", 60, "started and ready", |p| {
+        container(p, "app").is_some_and(|s| s.started == Some(true) && s.ready)
+    })
+    .await?;
+    assert_eq!(n.pods.logs("mixed", &kube::api::LogParams::default()).await?, "all-good\n");
+    assert!(container(&p, "app").is_some_and(|s| s.restart_count == 0));
+
+    // hostNetwork: the pod sees the host's interfaces and reports the host's address.
+    let mut host =
+        pod("on-host", "node-u", "Always", json!([sh("main", "cat /sys/class/net/lo/address; exec sleep 3600")]))?;
+    host.spec.as_mut().expect("spec").host_network = Some(true);
+    n.pods.create(&PostParams::default(), &host).await?;
+    let h = wait_for(&n.pods, "on-host", 60, "Running", |p| phase(p) == "Running").await?;
+    assert_eq!(h.status.as_ref().and_then(|s| s.pod_ip.as_deref()), Some("127.0.0.1"), "the host's node IP");
+    let id = container(&h, "main").and_then(|s| s.container_id.clone()).expect("id");
+    let mode = n.docker.run(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", id.trim_start_matches("docker://")])?;
+    let sandbox_mode = n.docker.run(&[
+        "ps",
+        "-aq",
+        "--filter",
+        "label=io.kubernetes.pod.name=on-host",
+        "--filter",
+        "label=io.kubernetes.container.name=POD",
+    ])?;
+    let sandbox_net = n.docker.run(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", sandbox_mode.trim()])?;
+    assert!(mode.starts_with("container:") && sandbox_net == "host", "{mode} / {sandbox_net}");
+    Ok(())
+}

@@ -47,6 +47,25 @@ impl Backoff {
         let factor = 1u32 << self.failures.saturating_sub(1).min(16);
         (BACKOFF_START * factor).min(BACKOFF_MAX)
     }
+
+    /// For a container that exited (having run from `started` to `finished`): `None` when it may
+    /// restart now, counting the restart; otherwise the back-off still to honour. A run of
+    /// [`BACKOFF_RESET`] or more starts the back-off over.
+    fn restart(&mut self, started: Option<Timestamp>, finished: Option<Timestamp>, now: Timestamp) -> Option<Duration> {
+        if let (Some(s), Some(f)) = (started, finished)
+            && f.duration_since(s).as_secs_f64() >= BACKOFF_RESET.as_secs_f64()
+        {
+            self.failures = 0;
+        }
+        let delay = Backoff { failures: self.failures + 1, last: None }.delay();
+        if now >= finished.unwrap_or(now) + jiff_duration(delay) {
+            self.failures += 1;
+            self.last = Some(now);
+            None
+        } else {
+            Some(delay)
+        }
+    }
 }
 
 /// What workers share.
@@ -419,21 +438,9 @@ async fn execute(shared: &Shared, pod: &Pod, observed: &[Observed], action: &Act
             let now = Timestamp::now();
             let ready = {
                 let mut backoffs = shared.backoff.lock().map_err(|_| Error::Config("poisoned lock".into()))?;
-                let b = backoffs.entry(key).or_default();
-                let ran = exited.and_then(|o| Some((parse_time(&o.started_at)?, parse_time(&o.finished_at)?)));
-                if ran.is_some_and(|(s, f)| f.duration_since(s).as_secs_f64() >= BACKOFF_RESET.as_secs_f64()) {
-                    b.failures = 0;
-                }
-                let finished = exited.and_then(|o| parse_time(&o.finished_at)).unwrap_or(now);
-                let delay = Backoff { failures: b.failures + 1, last: None }.delay();
-                let due = finished + jiff_duration(delay);
-                if now >= due {
-                    b.failures += 1;
-                    b.last = Some(now);
-                    None
-                } else {
-                    Some(delay)
-                }
+                let started = exited.and_then(|o| parse_time(&o.started_at));
+                let finished = exited.and_then(|o| parse_time(&o.finished_at));
+                backoffs.entry(key).or_default().restart(started, finished, now)
             };
             match ready {
                 None => {
@@ -766,4 +773,30 @@ async fn claim_path(shared: &Shared, ns: &str, claim: &str) -> Result<String, St
         .map(|h| h.path)
         .or(spec.local.map(|l| l.path))
         .ok_or_else(|| format!("persistentvolume \"{volume}\" is neither hostPath nor local; no plugin mounts it here"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).expect("time")
+    }
+
+    #[test]
+    fn restarts_back_off_10s_doubling_to_5_minutes_and_reset_after_10_minutes_of_running() {
+        let mut b = Backoff::default();
+        let mut delays = Vec::new();
+        let mut t = 1_000;
+        for _ in 0..7 {
+            // Exits at once; waits out whatever the back-off asks, then restarts.
+            let wait = b.restart(Some(at(t)), Some(at(t)), at(t)).map_or(0, |d| d.as_secs());
+            delays.push(wait);
+            t += wait as i64;
+            assert_eq!(b.restart(Some(at(t - wait as i64)), Some(at(t - wait as i64)), at(t)), None);
+        }
+        assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
+        // Ten minutes of clean running: the next restart waits 10 s again.
+        assert_eq!(b.restart(Some(at(t)), Some(at(t + 600)), at(t + 600)), Some(Duration::from_secs(10)));
+    }
 }
