@@ -10,10 +10,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = apiserver::Args::parse();
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RK_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    daemon::init_logging();
     let config = apiserver::Config::try_from(args)?;
     apiserver::run(config, daemon::shutdown_signal()).await?;
     Ok(())

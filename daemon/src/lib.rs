@@ -1,5 +1,5 @@
 //! What every rkube daemon shares, so each `main.rs` stays a few lines:
-//! - [`shutdown_signal`]: SIGINT or SIGTERM.
+//! - [`init_logging`], [`shutdown_signal`] and [`cancel_on_signal`]: a daemon's `main`.
 //! - [`client_from_kubeconfig`]: a kube-rs client from a kubeconfig file.
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease, for daemons that run one
 //!   active instance (scheduler, controller manager).
@@ -21,6 +21,25 @@ pub enum Error {
     Api(#[from] kube::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Logs to stdout, filtered by `RK_LOG` (`info` by default), coloured only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RK_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+}
+
+/// A token cancelled on SIGINT or SIGTERM (what a daemon's `run` takes as its shutdown).
+pub fn cancel_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let signal = token.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    token
 }
 
 /// Resolves on SIGINT or SIGTERM.

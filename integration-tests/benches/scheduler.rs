@@ -31,43 +31,42 @@ fn pod(name: &str) -> Pod {
     .expect("pod")
 }
 
+/// Runs `job(i)` for `0..n`, `concurrency` at a time; the first error fails the lot.
+async fn for_each<F, Fut>(n: usize, concurrency: usize, job: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let results: Vec<Result<()>> = futures::stream::iter(0..n).map(job).buffer_unordered(concurrency).collect().await;
+    results.into_iter().collect()
+}
+
 async fn create_pods(pods: &Api<Pod>, prefix: &str) -> Result<()> {
-    let results: Vec<_> = futures::stream::iter(0..PODS)
-        .map(|i| {
-            let pods = pods.clone();
-            let name = format!("{prefix}-{i}");
-            async move { pods.create(&PostParams::default(), &pod(&name)).await }
-        })
-        .buffer_unordered(CREATE_CONCURRENCY)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    Ok(())
+    for_each(PODS, CREATE_CONCURRENCY, |i| {
+        let pods = pods.clone();
+        let name = format!("{prefix}-{i}");
+        async move {
+            pods.create(&PostParams::default(), &pod(&name)).await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 async fn create_nodes(client: &kube::Client, n: usize) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let results: Vec<_> = futures::stream::iter(0..n)
-        .map(|i| {
-            let nodes = nodes.clone();
-            async move {
-                let node: Node = serde_json::from_value(json!({
-                    "metadata": {"name": format!("node-{i}"), "labels": {"kubernetes.io/hostname": format!("node-{i}"), "zone": format!("z{}", i % 3)}},
-                    "status": {"allocatable": {"cpu": "32", "memory": "64Gi", "pods": "110"}}
-                }))?;
-                nodes.create(&PostParams::default(), &node).await?;
-                Ok::<_, anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(CREATE_CONCURRENCY)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    Ok(())
+    for_each(n, CREATE_CONCURRENCY, |i| {
+        let nodes = nodes.clone();
+        async move {
+            let node: Node = serde_json::from_value(json!({
+                "metadata": {"name": format!("node-{i}"), "labels": {"kubernetes.io/hostname": format!("node-{i}"), "zone": format!("z{}", i % 3)}},
+                "status": {"allocatable": {"cpu": "32", "memory": "64Gi", "pods": "110"}}
+            }))?;
+            nodes.create(&PostParams::default(), &node).await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// The raw ceiling: pods created first, then bound directly, `concurrency` bindings in flight.
@@ -77,24 +76,18 @@ async fn raw_bindings(concurrency: usize) -> Result<f64> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     create_pods(&pods, "raw").await?;
     let began = Instant::now();
-    let results: Vec<_> = futures::stream::iter(0..PODS)
-        .map(|i| {
-            let pods = pods.clone();
-            async move {
-                let name = format!("raw-{i}");
-                let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-                                     "target": {"apiVersion": "v1", "kind": "Node", "name": format!("node-{}", i % 1000)}});
-                pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await?;
-                Ok::<_, anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    for_each(PODS, concurrency, |i| {
+        let pods = pods.clone();
+        async move {
+            let name = format!("raw-{i}");
+            let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                                 "target": {"apiVersion": "v1", "kind": "Node", "name": format!("node-{}", i % 1000)}});
+            pods.create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding).await?;
+            Ok(())
+        }
+    })
+    .await?;
     let took = began.elapsed();
-    for r in results {
-        r?;
-    }
     Ok(PODS as f64 / took.as_secs_f64())
 }
 

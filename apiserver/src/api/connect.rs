@@ -88,18 +88,11 @@ impl Api {
         let request = hyper::Request::get(uri).body(()).map_err(|e| Error::BadRequest(e.to_string()))?;
         let resp = self.kubelet.send(&address, port, request).await?;
         let (status, content_type) = (resp.status(), resp.headers().get(http::header::CONTENT_TYPE).cloned());
-        let frames = futures::stream::unfold(resp.into_body(), |mut body| async move {
-            match http_body_util::BodyExt::frame(&mut body).await {
-                Some(Ok(frame)) => Some((Ok::<_, std::convert::Infallible>(frame), body)),
-                _ => None,
-            }
-        });
         let mut out = Response::builder().status(status);
         if let Some(t) = content_type {
             out = out.header(http::header::CONTENT_TYPE, t);
         }
-        out.body(http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(frames)))
-            .map_err(|e| Error::Internal(e.to_string()))
+        out.body(streamed(resp.into_body())).map_err(|e| Error::Internal(e.to_string()))
     }
 
     async fn kubelet_target(&self, req: &ResourceRequest, container: Option<&str>) -> Result<Target, Error> {
@@ -134,14 +127,7 @@ impl Api {
         if !resp.status().is_success() {
             return Err(Error::BadRequest(crate::kubelet::error_text(resp).await));
         }
-        // Chunks go out as they arrive (`follow`); a broken kubelet connection ends the body.
-        let frames = futures::stream::unfold(resp.into_body(), |mut body| async move {
-            match http_body_util::BodyExt::frame(&mut body).await {
-                Some(Ok(frame)) => Some((Ok::<_, std::convert::Infallible>(frame), body)),
-                _ => None,
-            }
-        });
-        let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(frames));
+        let body = streamed(resp.into_body());
         Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "text/plain")
@@ -202,6 +188,18 @@ impl Api {
         }
         out.body(super::full(bytes::Bytes::new())).map_err(|e| Error::Internal(e.to_string()))
     }
+}
+
+/// A kubelet's response body passed on chunk by chunk as it arrives (`follow`); a broken kubelet
+/// connection ends it.
+fn streamed(body: Incoming) -> Body {
+    let frames = futures::stream::unfold(body, |mut body| async move {
+        match http_body_util::BodyExt::frame(&mut body).await {
+            Some(Ok(frame)) => Some((Ok::<_, std::convert::Infallible>(frame), body)),
+            _ => None,
+        }
+    });
+    http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(frames))
 }
 
 /// The kubelet's `/exec` query from the API's: upstream's kubelet names the streams `input`,
