@@ -1,5 +1,5 @@
-//! core/v1 Events about pods, so `kubectl describe pod` tells the story (the kubelet's Pulling,
-//! Started, Killing…; the scheduler's Scheduled and FailedScheduling). A repeat of the same event
+//! core/v1 Events, so `kubectl describe` tells the story (the kubelet's Pulling, Started,
+//! Killing…; the scheduler's Scheduled and FailedScheduling; the controllers' SuccessfulCreate…). A repeat of the same event
 //! within a minute bumps its count instead of adding one, and is written at most every 10 s.
 //! Writes go out in the background, a few at a time; when too many wait, new ones are dropped
 //! (as upstream's broadcaster does) so events never crowd out the work they describe.
@@ -29,7 +29,7 @@ pub enum Type {
     Warning,
 }
 
-/// What was written for one (pod, container, reason, message).
+/// What was written for one (object, field, reason, message).
 #[derive(Debug, Clone)]
 struct Seen {
     name: String,
@@ -37,7 +37,7 @@ struct Seen {
     written: Instant,
 }
 
-/// Events written recently, by (pod uid, container, reason, message).
+/// Events written recently, by (object uid, field path, reason, message).
 #[derive(Default)]
 struct Recent {
     events: HashMap<(String, String, String, String), Seen>,
@@ -83,14 +83,46 @@ impl Recorder {
 
     /// Records an event about `pod` (and `container`, when given), in the background.
     pub fn pod(&self, pod: &Pod, container: Option<&str>, type_: Type, reason: &str, message: String) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let reference = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: pod.metadata.namespace.clone(),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+            resource_version: pod.metadata.resource_version.clone(),
+            field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+        };
+        self.record(reference, type_, reason, message);
+    }
+
+    /// Records an event about any object (`ReplicaSet`, `Deployment`…), in the background.
+    pub fn object<K>(&self, object: &K, type_: Type, reason: &str, message: String)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        let meta = object.meta();
+        let reference = ObjectReference {
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            field_path: None,
+        };
+        self.record(reference, type_, reason, message);
+    }
+
+    /// Records an event about `involved` (its namespace, or `default` for cluster objects).
+    pub fn record(&self, involved: ObjectReference, type_: Type, reason: &str, message: String) {
+        let ns = involved.namespace.clone().unwrap_or_else(|| "default".into());
         let key = (
-            pod.metadata.uid.clone().unwrap_or_default(),
-            container.unwrap_or("").to_string(),
+            involved.uid.clone().unwrap_or_default(),
+            involved.field_path.clone().unwrap_or_default(),
             reason.to_string(),
             message.clone(),
         );
+        let object_name = involved.name.clone().unwrap_or_default();
         let now = Instant::now();
         // (event name, Some(count) for a repeat)
         let (name, repeat) = {
@@ -110,7 +142,7 @@ impl Recorder {
                     (s.name.clone(), Some(s.count))
                 }
                 _ => {
-                    let name = format!("{pod_name}.{:x}", Timestamp::now().as_nanosecond());
+                    let name = format!("{object_name}.{:x}", Timestamp::now().as_nanosecond());
                     seen.insert(key, Seen { name: name.clone(), count: 1, written: now });
                     (name, None)
                 }
@@ -129,15 +161,7 @@ impl Recorder {
         }
         let event = Event {
             metadata: ObjectMeta { name: Some(name), namespace: Some(ns.clone()), ..Default::default() },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                namespace: Some(ns),
-                name: Some(pod_name),
-                uid: pod.metadata.uid.clone(),
-                resource_version: pod.metadata.resource_version.clone(),
-                field_path: container.map(|c| format!("spec.containers{{{c}}}")),
-            },
+            involved_object: involved,
             reason: Some(reason.to_string()),
             message: Some(message),
             type_: Some(match type_ {

@@ -4,7 +4,8 @@
 //! - [`leader`]: leader election on a `coordination.k8s.io` Lease, for daemons that run one
 //!   active instance (scheduler, controller manager).
 //! - [`health`]: the plain-HTTP `/healthz` and `/metrics` endpoint.
-//! - [`events`]: core/v1 Events about pods, counted and rate-limited.
+//! - [`events`]: core/v1 Events, counted and rate-limited.
+//! - [`parse_duration`]: Go-style durations (`15s`, `1m30s`, `500ms`) for flags.
 
 pub mod events;
 pub mod health;
@@ -63,4 +64,60 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> 
         .await
         .map_err(|e| bad(&e))?;
     Ok(kube::Client::try_from(config)?)
+}
+
+/// Parses a Go-style duration as upstream flags take them: `15s`, `1m30s`, `500ms`, `2h`; a bare
+/// number is seconds. Negative and zero durations are refused.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 15s or 1m30s");
+    if let Ok(secs) = s.parse::<f64>() {
+        return Some(secs)
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .map(std::time::Duration::from_secs_f64)
+            .ok_or_else(bad);
+    }
+    let (mut total, mut rest) = (0.0_f64, s);
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(total).filter(|v| *v > 0.0).map(std::time::Duration::from_secs_f64).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn durations_read_the_go_way() {
+        let cases = [
+            ("15s", Some(Duration::from_secs(15))),
+            ("15", Some(Duration::from_secs(15))),
+            ("1m30s", Some(Duration::from_secs(90))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("2h", Some(Duration::from_secs(7200))),
+            ("0.5s", Some(Duration::from_millis(500))),
+            ("0s", None),
+            ("-1s", None),
+            ("10x", None),
+            ("s", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_duration(text).ok(), want, "{text}");
+        }
+    }
 }

@@ -745,3 +745,44 @@ impl Drop for Scheduler {
         self.kill();
     }
 }
+
+/// rk-controller-manager running in the test process.
+pub struct ControllerManager {
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), controller_manager::Error>>>,
+}
+
+impl ControllerManager {
+    /// Starts one with `config` (see [`controller_manager::Config::for_kubeconfig`]).
+    pub fn start(config: controller_manager::Config) -> Self {
+        log_to_test_output();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(controller_manager::run(config, shutdown.clone()));
+        ControllerManager { shutdown, task: Some(task) }
+    }
+
+    /// Kills it the way a crash would: no lease release, writes in flight abandoned.
+    pub fn kill(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.kill();
+    }
+}
+
+/// Sends in-process daemons' logs to the test's output when `RK_LOG` is set (`RK_LOG=debug`).
+pub fn log_to_test_output() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("RK_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    }
+}

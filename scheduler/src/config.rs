@@ -32,11 +32,11 @@ pub struct Args {
     /// Run only while holding the `kube-system/rk-scheduler` Lease.
     #[arg(long, env = "RK_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    #[arg(long, env = "RK_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = seconds)]
+    #[arg(long, env = "RK_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = daemon::parse_duration)]
     pub leader_elect_lease_duration: Duration,
-    #[arg(long, env = "RK_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = seconds)]
+    #[arg(long, env = "RK_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = daemon::parse_duration)]
     pub leader_elect_renew_deadline: Duration,
-    #[arg(long, env = "RK_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = seconds)]
+    #[arg(long, env = "RK_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = daemon::parse_duration)]
     pub leader_elect_retry_period: Duration,
     /// Address of the plain-HTTP /healthz and /metrics endpoint.
     #[arg(long, env = "RK_ADDRESS", default_value = "127.0.0.1")]
@@ -47,15 +47,6 @@ pub struct Args {
     /// Bindings written at once.
     #[arg(long, env = "RK_BIND_CONCURRENCY", default_value_t = DEFAULT_BIND_CONCURRENCY)]
     pub bind_concurrency: usize,
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let n = s.strip_suffix('s').unwrap_or(s);
-    n.parse::<f64>()
-        .ok()
-        .filter(|v| *v > 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("{s:?} is not a duration like 15s"))
 }
 
 #[derive(Debug, Clone)]
@@ -223,12 +214,5 @@ profiles:
         assert_eq!(all_off.map(|s| s.weights.values().filter(|w| **w > 0).count()), Ok(1));
         assert!(parse_file("profiles: [{plugins: {score: {enabled: [{name: Nope}]}}}]").is_err());
         assert!(parse_file("percentageOfNodesToScore: 101").is_err());
-    }
-
-    #[test]
-    fn durations_read_seconds() {
-        assert_eq!(seconds("15s"), Ok(Duration::from_secs(15)));
-        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
-        assert!(seconds("soon").is_err());
     }
 }

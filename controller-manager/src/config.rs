@@ -1,0 +1,155 @@
+//! Flags (upstream kube-controller-manager's names where they exist, each with an `RK_`
+//! variable) and the [`Config`] they become, including which controllers run.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Error;
+
+/// Port of the plain-HTTP /healthz and /metrics endpoint (kube-controller-manager's old
+/// insecure port, next to rk-scheduler's 10251).
+pub const DEFAULT_PORT: u16 = 10252;
+/// Reconciles of one controller running at once, as upstream's `--concurrent-*-syncs`.
+pub const DEFAULT_CONCURRENT_SYNCS: usize = 5;
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "rk-controller-manager", about = "Runs the controllers that turn intent into pods.")]
+pub struct Args {
+    /// Kubeconfig of the API server to work for.
+    #[arg(long, env = "RK_KUBECONFIG")]
+    pub kubeconfig: PathBuf,
+    /// Controllers to run: `*` for every one on by default, `name` to add one, `-name` to
+    /// leave one out (e.g. `*,-serviceaccount-controller`).
+    #[arg(long, env = "RK_CONTROLLERS", default_value = "*", value_delimiter = ',')]
+    pub controllers: Vec<String>,
+    /// Run only while holding the `kube-system/rk-controller-manager` Lease.
+    #[arg(long, env = "RK_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    #[arg(long, env = "RK_LEADER_ELECT_LEASE_DURATION", default_value = "15s", value_parser = daemon::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    #[arg(long, env = "RK_LEADER_ELECT_RENEW_DEADLINE", default_value = "10s", value_parser = daemon::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    #[arg(long, env = "RK_LEADER_ELECT_RETRY_PERIOD", default_value = "2s", value_parser = daemon::parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// Address of the plain-HTTP /healthz and /metrics endpoint.
+    #[arg(long, env = "RK_ADDRESS", default_value = "127.0.0.1")]
+    pub address: IpAddr,
+    /// Port of that endpoint; 0 turns it off.
+    #[arg(long, env = "RK_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// ReplicaSets (and ReplicationControllers) reconciled at once.
+    #[arg(long, env = "RK_CONCURRENT_REPLICASET_SYNCS", default_value_t = DEFAULT_CONCURRENT_SYNCS)]
+    pub concurrent_replicaset_syncs: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    /// Names of the controllers to run (see [`crate::controllers::REGISTRY`]).
+    pub controllers: BTreeSet<&'static str>,
+    /// `None`: run at once, without a Lease.
+    pub leader_election: Option<daemon::leader::Config>,
+    pub health_address: Option<SocketAddr>,
+    pub concurrent_replicaset_syncs: usize,
+}
+
+impl Config {
+    /// Every default controller, no leader election, no health endpoint: what tests start.
+    pub fn for_kubeconfig(kubeconfig: PathBuf) -> Self {
+        Config {
+            kubeconfig,
+            controllers: crate::controllers::defaults().collect(),
+            leader_election: None,
+            health_address: None,
+            concurrent_replicaset_syncs: DEFAULT_CONCURRENT_SYNCS,
+        }
+    }
+}
+
+impl TryFrom<Args> for Config {
+    type Error = Error;
+
+    fn try_from(args: Args) -> Result<Self, Error> {
+        let known: Vec<&'static str> = crate::controllers::REGISTRY.iter().map(|c| c.name).collect();
+        let defaults: Vec<&'static str> = crate::controllers::defaults().collect();
+        let controllers = select_controllers(&args.controllers, &known, &defaults)?;
+        let leader_election = args.leader_elect.then(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let identity = format!("{}_{}", host.trim(), std::process::id());
+            let mut lease = daemon::leader::Config::new("kube-system", "rk-controller-manager", &identity);
+            lease.lease_duration = args.leader_elect_lease_duration;
+            lease.renew_deadline = args.leader_elect_renew_deadline;
+            lease.retry_period = args.leader_elect_retry_period;
+            lease
+        });
+        if args.concurrent_replicaset_syncs == 0 {
+            return Err(Error::Config("--concurrent-replicaset-syncs must be at least 1".into()));
+        }
+        Ok(Config {
+            kubeconfig: args.kubeconfig,
+            controllers,
+            leader_election,
+            health_address: (args.port != 0).then_some(SocketAddr::new(args.address, args.port)),
+            concurrent_replicaset_syncs: args.concurrent_replicaset_syncs,
+        })
+    }
+}
+
+/// Resolves `--controllers` the upstream way: `*` turns on the defaults, `name` one more, `-name`
+/// one off (and wins over `*`). Names are upstream's (`replicaset-controller`); the short form
+/// without `-controller` is accepted too.
+pub fn select_controllers(
+    flags: &[String],
+    known: &[&'static str],
+    defaults: &[&'static str],
+) -> Result<BTreeSet<&'static str>, Error> {
+    let resolve = |name: &str| {
+        known.iter().copied().find(|k| *k == name || k.strip_suffix("-controller") == Some(name)).ok_or_else(|| {
+            Error::Config(format!("--controllers: unknown controller {name:?}; known: {}", known.join(", ")))
+        })
+    };
+    let mut on = BTreeSet::new();
+    let mut off = BTreeSet::new();
+    let mut star = false;
+    for flag in flags.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        if flag == "*" {
+            star = true;
+        } else if let Some(name) = flag.strip_prefix('-') {
+            off.insert(resolve(name)?);
+        } else {
+            on.insert(resolve(flag)?);
+        }
+    }
+    if star {
+        on.extend(defaults.iter().copied());
+    }
+    Ok(on.difference(&off).copied().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_resolve_like_upstream() {
+        let known = ["a-controller", "b-controller", "c-controller"];
+        let defaults = ["a-controller", "b-controller"];
+        let cases: [(&[&str], Option<&[&str]>); 7] = [
+            (&["*"], Some(&["a-controller", "b-controller"])),
+            (&["*", "-a-controller"], Some(&["b-controller"])),
+            (&["*", "c"], Some(&["a-controller", "b-controller", "c-controller"])),
+            (&["-a", "*"], Some(&["b-controller"])),
+            (&["c"], Some(&["c-controller"])),
+            (&[], Some(&[])),
+            (&["*", "nope"], None),
+        ];
+        for (flags, want) in cases {
+            let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+            let got = select_controllers(&flags, &known, &defaults).ok();
+            let want = want.map(|w| w.iter().copied().collect::<BTreeSet<_>>());
+            assert_eq!(got, want, "{flags:?}");
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The registry of controllers: (name, on by default, constructor), one module each.
+
+pub mod replicaset;
+pub mod serviceaccount;
+
+use crate::Context;
+use crate::controller::Controller;
+
+pub struct Entry {
+    /// Upstream's name (`--controllers` also takes it without `-controller`).
+    pub name: &'static str,
+    pub on_by_default: bool,
+    pub new: fn(&Context) -> Controller,
+}
+
+pub const REGISTRY: &[Entry] = &[
+    Entry { name: replicaset::NAME, on_by_default: true, new: replicaset::new },
+    Entry { name: serviceaccount::NAME, on_by_default: true, new: serviceaccount::new },
+];
+
+/// The controllers `*` turns on.
+pub fn defaults() -> impl Iterator<Item = &'static str> {
+    REGISTRY.iter().filter(|e| e.on_by_default).map(|e| e.name)
+}
