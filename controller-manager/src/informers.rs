@@ -193,6 +193,12 @@ impl Informers {
         informer
     }
 
+    /// Runs `start` along with the informers (for watches of a controller's own, such as the
+    /// garbage collector's metadata-only watches of every kind).
+    pub fn on_start(&self, start: impl FnOnce(CancellationToken) + Send + 'static) {
+        self.starters.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Box::new(start));
+    }
+
     /// Starts watching every kind asked for so far.
     pub fn start(&self, shutdown: &CancellationToken) {
         let starters = std::mem::take(&mut *self.starters.lock().unwrap_or_else(std::sync::PoisonError::into_inner));

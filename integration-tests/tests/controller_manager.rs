@@ -270,3 +270,144 @@ async fn only_the_leader_acts_and_a_standby_takes_over() -> Result<()> {
     assert_eq!(pods.list(&ListParams::default()).await?.items.len(), 8);
     Ok(())
 }
+
+fn config_map(
+    name: &str,
+    owners: serde_json::Value,
+    finalizers: serde_json::Value,
+) -> Result<k8s_openapi::api::core::v1::ConfigMap> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "ownerReferences": owners, "finalizers": finalizers},
+    }))?)
+}
+
+fn owned_by(cm: &k8s_openapi::api::core::v1::ConfigMap, block: bool) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "name": cm.metadata.name, "uid": cm.metadata.uid, "blockOwnerDeletion": block,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_garbage_collector_follows_background_foreground_and_orphan_deletion() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let gone = |name: &'static str| {
+        let cms = cms.clone();
+        async move {
+            eventually(30, &format!("{name} gone"), || async { Ok(cms.get_opt(name).await?.is_none().then_some(())) })
+                .await
+        }
+    };
+
+    // Background (the default): the owner goes at once, its dependents after it.
+    let owner = cms.create(&pp, &config_map("bg", json!([]), json!([]))?).await?;
+    for name in ["bg-1", "bg-2"] {
+        cms.create(&pp, &config_map(name, json!([owned_by(&owner, true)]), json!([]))?).await?;
+    }
+    // Two owners, one of them lasting: only the reference goes.
+    let lasting = cms.create(&pp, &config_map("lasting", json!([]), json!([]))?).await?;
+    cms.create(&pp, &config_map("shared", json!([owned_by(&owner, false), owned_by(&lasting, false)]), json!([]))?)
+        .await?;
+    cms.delete("bg", &DeleteParams::default()).await?;
+    gone("bg-1").await?;
+    gone("bg-2").await?;
+    let shared = eventually(30, "shared keeps one owner", || async {
+        let cm = cms.get("shared").await?;
+        Ok((cm.metadata.owner_references.as_ref().map(Vec::len) == Some(1)).then_some(cm))
+    })
+    .await?;
+    assert_eq!(shared.metadata.owner_references.unwrap_or_default()[0].name, "lasting");
+
+    // An owner that never existed.
+    cms.create(
+        &pp,
+        &config_map(
+            "dangling",
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "no-such-uid"}]),
+            json!([]),
+        )?,
+    )
+    .await?;
+    gone("dangling").await?;
+
+    // Foreground: the owner waits, marked, until its blocking dependent is gone.
+    let owner = cms.create(&pp, &config_map("fg", json!([]), json!([]))?).await?;
+    cms.create(&pp, &config_map("fg-child", json!([owned_by(&owner, true)]), json!(["test.rkube.io/hold"]))?).await?;
+    cms.delete("fg", &DeleteParams::foreground()).await?;
+    eventually(30, "fg-child marked for deletion", || async {
+        Ok(cms.get("fg-child").await?.metadata.deletion_timestamp.map(|_| ()))
+    })
+    .await?;
+    let waiting = cms.get("fg").await?;
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    assert_eq!(waiting.metadata.finalizers, Some(vec!["foregroundDeletion".to_string()]));
+    cms.patch("fg-child", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await?;
+    gone("fg-child").await?;
+    gone("fg").await?;
+
+    // Orphan: the owner goes, its dependents stay and forget it.
+    let owner = cms.create(&pp, &config_map("or", json!([]), json!([]))?).await?;
+    cms.create(&pp, &config_map("or-child", json!([owned_by(&owner, true)]), json!([]))?).await?;
+    cms.delete("or", &DeleteParams::orphan()).await?;
+    gone("or").await?;
+    let child = cms.get("or-child").await?;
+    assert!(child.metadata.owner_references.is_none_or(|r| r.is_empty()));
+
+    // A deleted ReplicaSet's pods follow it.
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    sets.create(&pp, &replica_set("short", 3, "short")?).await?;
+    settled(&pods, &sets, "short", 3).await?;
+    sets.delete("short", &DeleteParams::default()).await?;
+    eventually(30, "the set's pods gone", || async {
+        Ok(pods.list(&ListParams::default()).await?.items.is_empty().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_namespace_empties_it_and_then_removes_it() -> Result<()> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "scratch"}}))?)
+        .await?;
+    let pp = PostParams::default();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "scratch");
+    for i in 0..5 {
+        cms.create(&pp, &config_map(&format!("cm-{i}"), json!([]), json!([]))?).await?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "scratch");
+    secrets.create(&pp, &serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}}))?).await?;
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "scratch");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "scratch");
+    sets.create(&pp, &replica_set("web", 2, "web")?).await?;
+    settled(&pods, &sets, "web", 2).await?;
+    // Content that takes a while to go: the namespace waits for it.
+    cms.create(&pp, &config_map("held", json!([]), json!(["test.rkube.io/hold"]))?).await?;
+
+    namespaces.delete("scratch", &DeleteParams::default()).await?;
+    eventually(30, "everything but the held config map gone", || async {
+        let left = cms.list(&ListParams::default()).await?.items.len();
+        let pods_left = pods.list(&ListParams::default()).await?.items.len();
+        let sets_left = sets.list(&ListParams::default()).await?.items.len();
+        let secrets_left = secrets.list(&ListParams::default()).await?.items.len();
+        Ok((left == 1 && pods_left + sets_left + secrets_left == 0).then_some(()))
+    })
+    .await?;
+    let terminating = namespaces.get("scratch").await?;
+    assert_eq!(terminating.status.and_then(|s| s.phase).as_deref(), Some("Terminating"));
+    cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await?;
+    eventually(30, "the namespace gone", || async { Ok(namespaces.get_opt("scratch").await?.is_none().then_some(())) })
+        .await?;
+    Ok(())
+}

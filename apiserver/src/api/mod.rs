@@ -134,11 +134,22 @@ pub fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<
     resp
 }
 
-/// What the client accepts: a Table (`as=Table`) or plain JSON.
+/// What the client accepts: a Table (`as=Table`), metadata only (`as=PartialObjectMetadata`,
+/// what metadata informers such as the garbage collector's ask for) or plain JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Representation {
     Object,
     Table,
+    Metadata,
+}
+
+/// `obj` as a `meta.k8s.io/v1` PartialObjectMetadata: its metadata and nothing else.
+pub fn partial_metadata(obj: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
 }
 
 pub fn representation(headers: &HeaderMap) -> Result<Representation, Error> {
@@ -154,6 +165,12 @@ pub fn representation(headers: &HeaderMap) -> Result<Representation, Error> {
             }
             continue;
         }
+        if params.contains(&"as=PartialObjectMetadata") || params.contains(&"as=PartialObjectMetadataList") {
+            if params.iter().any(|p| *p == "v=v1" || *p == "v=v1beta1") && params.contains(&"g=meta.k8s.io") {
+                return Ok(Representation::Metadata);
+            }
+            continue;
+        }
         if params.iter().any(|p| p.starts_with("as=")) {
             continue;
         }
@@ -164,7 +181,9 @@ pub fn representation(headers: &HeaderMap) -> Result<Representation, Error> {
     if json_ok {
         Ok(Representation::Object)
     } else {
-        Err(Error::NotAcceptable("only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io".into()))
+        Err(Error::NotAcceptable(
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io".into(),
+        ))
     }
 }
 
@@ -191,6 +210,8 @@ mod tests {
         let h = accept("application/vnd.kubernetes.protobuf, application/json");
         assert_eq!(representation(&h).ok(), Some(Representation::Object));
         assert!(representation(&accept("application/vnd.kubernetes.protobuf")).is_err());
+        let h = accept("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json");
+        assert_eq!(representation(&h).ok(), Some(Representation::Metadata));
         assert_eq!(representation(&HeaderMap::new()).ok(), Some(Representation::Object));
     }
 }

@@ -161,6 +161,7 @@ impl Api {
                 super::json_response(StatusCode::OK, &t)
             }
             Representation::Object => super::json_response(StatusCode::OK, &obj),
+            Representation::Metadata => super::json_response(StatusCode::OK, &super::partial_metadata(&obj)),
         })
     }
 
@@ -195,6 +196,15 @@ impl Api {
                 }
                 let head = json!({ "kind": req.resource.list_kind(), "apiVersion": req.resource.api_version(), "metadata": meta });
                 bytes_response(StatusCode::OK, "application/json", encode_list(&head, &result.items))
+            }
+            Representation::Metadata => {
+                let mut meta = json!({ "resourceVersion": result.revision.to_string() });
+                if let Some(c) = &result.continue_token {
+                    meta["continue"] = c.clone().into();
+                }
+                let items: Vec<Value> = result.items.iter().map(|o| super::partial_metadata(o.value())).collect();
+                let list = json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items });
+                super::json_response(StatusCode::OK, &list)
             }
             Representation::Table => {
                 let include = table::parse_include_object(query.value("includeObject").unwrap_or("Metadata"))
@@ -499,6 +509,9 @@ impl Writer {
         };
         let line = match self.repr {
             Representation::Object => encode_event(kind, &obj.json),
+            Representation::Metadata => {
+                encode_event(kind, &serde_json::to_vec(&super::partial_metadata(obj.value())).unwrap_or_default())
+            }
             Representation::Table => {
                 let t = table::to_table(
                     self.resource,

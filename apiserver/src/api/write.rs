@@ -810,8 +810,34 @@ fn quantities_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// The object an update writes: the main resource keeps the stored status, the `status`
-/// subresource changes only status.
+/// subresource changes only status; a namespace's `spec.finalizers` change only through its
+/// `finalize` subresource, as upstream.
 fn merge_for_update(resource: &ResourceInfo, subresource: Option<&str>, current: &Value, requested: Value) -> Value {
+    if resource.kind == "Namespace" && resource.group.is_empty() {
+        let finalizers_from = if subresource == Some("finalize") { &requested } else { current };
+        let finalizers = finalizers_from.pointer("/spec/finalizers").cloned();
+        let mut next = if subresource == Some("finalize") {
+            current.clone()
+        } else {
+            merge_for_update_of(resource, subresource, current, requested)
+        };
+        if !next["spec"].is_object() {
+            next["spec"] = json!({});
+        }
+        match finalizers {
+            Some(f) => next["spec"]["finalizers"] = f,
+            None => {
+                if let Some(spec) = next["spec"].as_object_mut() {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+        return next;
+    }
+    merge_for_update_of(resource, subresource, current, requested)
+}
+
+fn merge_for_update_of(resource: &ResourceInfo, subresource: Option<&str>, current: &Value, requested: Value) -> Value {
     match subresource {
         Some("status") => {
             let mut next = current.clone();
@@ -895,6 +921,8 @@ fn same_object(current: &Value, next: &Value) -> bool {
 fn is_finalized(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp").is_some()
         && obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+        // A namespace's own finalizers (`kubernetes`) are in its spec.
+        && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
 }
 
 fn set_condition(obj: &mut Value, kind: &str, status: &str, now: &str) {

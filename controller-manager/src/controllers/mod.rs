@@ -1,5 +1,7 @@
 //! The registry of controllers: (name, on by default, constructor), one module each.
 
+pub mod garbagecollector;
+pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
 
@@ -16,6 +18,8 @@ pub struct Entry {
 pub const REGISTRY: &[Entry] = &[
     Entry { name: replicaset::NAME, on_by_default: true, new: replicaset::new },
     Entry { name: serviceaccount::NAME, on_by_default: true, new: serviceaccount::new },
+    Entry { name: garbagecollector::NAME, on_by_default: true, new: garbagecollector::new },
+    Entry { name: namespace::NAME, on_by_default: true, new: namespace::new },
 ];
 
 /// The controllers `*` turns on.
