@@ -10,6 +10,7 @@
 //!   and the workers that drive it.
 //! - [`controllers`]: the registry, and one module per controller with a pure `plan`.
 //! - [`pods`]: keys, controller references, readiness, pods from templates.
+//! - [`services`]: which pods a Service selects and which port its targetPort means on them.
 //! - [`config`], [`metrics`], [`error`].
 //!
 //! [`run`] starts the informers at once (a standby keeps warm caches), stands for the
@@ -25,6 +26,7 @@ pub mod informers;
 pub mod metrics;
 pub mod pods;
 pub mod queue;
+pub mod services;
 
 use std::sync::Arc;
 

@@ -411,3 +411,100 @@ async fn deleting_a_namespace_empties_it_and_then_removes_it() -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// A pod as a kubelet on `node` would report it: Running with `ip`, Ready or not.
+async fn running_pod(pods: &Api<Pod>, name: &str, app: &str, ip: &str, ready: bool) -> Result<()> {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "busybox", "ports": [{"name": "http", "containerPort": 8080}]}]},
+    }))?;
+    pods.create(&PostParams::default(), &pod).await?;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({"status": {
+        "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }, "lastTransitionTime": now}],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_and_endpoint_slices_follow_pods_readiness_and_termination() -> Result<()> {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    running_pod(&pods, "a", "web", "10.244.0.10", true).await?;
+    running_pod(&pods, "b", "web", "10.244.0.11", false).await?;
+    running_pod(&pods, "other", "db", "10.244.0.12", true).await?;
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+            }))?,
+        )
+        .await?;
+
+    let ips = |addresses: Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| -> Vec<String> {
+        addresses.into_iter().flatten().map(|a| a.ip).collect()
+    };
+    let first = eventually(30, "endpoints of web", || async {
+        Ok(endpoints.get_opt("web").await?.filter(|e| e.subsets.as_ref().is_some_and(|s| !s.is_empty())))
+    })
+    .await?;
+    let subset = first.subsets.unwrap_or_default().remove(0);
+    assert_eq!(subset.ports.unwrap_or_default()[0].port, 8080, "the named target port resolved");
+    assert_eq!(ips(subset.addresses), ["10.244.0.10"]);
+    assert_eq!(ips(subset.not_ready_addresses), ["10.244.0.11"]);
+
+    let slice_of_web = ListParams::default().labels("kubernetes.io/service-name=web");
+    let slice = eventually(30, "a slice of web with both pods", || async {
+        Ok(slices.list(&slice_of_web).await?.items.into_iter().find(|s| s.endpoints.len() == 2))
+    })
+    .await?;
+    assert_eq!(slice.metadata.owner_references.unwrap_or_default()[0].kind, "Service");
+    let ready: Vec<(String, Option<bool>)> =
+        slice.endpoints.iter().map(|e| (e.addresses[0].clone(), e.conditions.as_ref().and_then(|c| c.ready))).collect();
+    assert_eq!(ready, [("10.244.0.10".to_string(), Some(true)), ("10.244.0.11".to_string(), Some(false))]);
+
+    // Pod a stops gracefully (it is bound to a node, so it stays, marked, until its kubelet is
+    // done): Endpoints drop it, the slice keeps it as terminating.
+    pods.delete("a", &DeleteParams::default()).await?;
+    eventually(30, "a gone from endpoints", || async {
+        let e = endpoints.get("web").await?;
+        let all: Vec<String> = e
+            .subsets
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|s| ips(s.addresses).into_iter().chain(ips(s.not_ready_addresses)))
+            .collect();
+        Ok((all == ["10.244.0.11"]).then_some(()))
+    })
+    .await?;
+    eventually(30, "a terminating in the slice", || async {
+        let items = slices.list(&slice_of_web).await?.items;
+        Ok(items
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .any(|e| e.addresses[0] == "10.244.0.10" && e.conditions.as_ref().and_then(|c| c.terminating) == Some(true))
+            .then_some(()))
+    })
+    .await?;
+
+    // The Service goes: its Endpoints are deleted, its slices collected.
+    services.delete("web", &DeleteParams::default()).await?;
+    eventually(30, "endpoints and slices gone", || async {
+        let e = endpoints.get_opt("web").await?;
+        let s = slices.list(&slice_of_web).await?.items;
+        Ok((e.is_none() && s.is_empty()).then_some(()))
+    })
+    .await?;
+    Ok(())
+}

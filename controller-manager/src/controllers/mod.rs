@@ -1,5 +1,7 @@
 //! The registry of controllers: (name, on by default, constructor), one module each.
 
+pub mod endpoint;
+pub mod endpointslice;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod replicaset;
@@ -20,6 +22,8 @@ pub const REGISTRY: &[Entry] = &[
     Entry { name: serviceaccount::NAME, on_by_default: true, new: serviceaccount::new },
     Entry { name: garbagecollector::NAME, on_by_default: true, new: garbagecollector::new },
     Entry { name: namespace::NAME, on_by_default: true, new: namespace::new },
+    Entry { name: endpoint::NAME, on_by_default: true, new: endpoint::new },
+    Entry { name: endpointslice::NAME, on_by_default: true, new: endpointslice::new },
 ];
 
 /// The controllers `*` turns on.
