@@ -5,6 +5,7 @@
 //!   scope, subresources — and the lookups the API server and `rctl` make on it.
 //! - [`labels`]: label selectors, parsed from the `labelSelector` query string or built from a
 //!   `metav1.LabelSelector`, and matched against an object's labels.
+//! - [`cron`]: CronJob schedules, parsed with upstream's messages, and their next run time.
 //! - [`fields`]: field selectors (`spec.nodeName=n1,status.phase!=Running`).
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`, `1.5Gi`) parsed to exact values.
 //! - [`names`]: DNS-1123 and qualified-name validation with upstream's error messages.
@@ -17,6 +18,7 @@
 
 pub use k8s_openapi;
 
+pub mod cron;
 pub mod fields;
 pub mod labels;
 pub mod names;

@@ -39,6 +39,10 @@ pub enum Error {
     NotAcceptable(String),
     #[error("{0}")]
     Timeout(String),
+    /// A 429: come back later (an eviction a disruption budget does not allow yet). Causes are
+    /// (reason, message) pairs.
+    #[error("{message}")]
+    TooManyRequests { message: String, causes: Vec<(String, String)>, retry_after_seconds: u32 },
     #[error("storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("{0}")]
@@ -104,6 +108,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => 415,
             Self::NotAcceptable(_) => 406,
             Self::Timeout(_) => 504,
+            Self::TooManyRequests { .. } => 429,
             Self::Storage(e) if e.is_unavailable() => 503,
             Self::Storage(_) | Self::Internal(_) => 500,
         }
@@ -124,6 +129,7 @@ impl Error {
             Self::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Self::NotAcceptable(_) => "NotAcceptable",
             Self::Timeout(_) => "Timeout",
+            Self::TooManyRequests { .. } => "TooManyRequests",
             Self::Storage(e) if e.is_unavailable() => "ServiceUnavailable",
             Self::Storage(_) | Self::Internal(_) => "InternalError",
         }
@@ -154,6 +160,11 @@ impl Error {
                     .map(|c| json!({ "reason": c.reason(), "message": c.message(), "field": c.field }))
                     .collect();
                 Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes }))
+            }
+            Self::TooManyRequests { causes, retry_after_seconds, .. } => {
+                let causes: Vec<Value> =
+                    causes.iter().map(|(reason, message)| json!({ "reason": reason, "message": message })).collect();
+                Some(json!({ "causes": causes, "retryAfterSeconds": retry_after_seconds }))
             }
             _ => None,
         };

@@ -183,7 +183,12 @@ async fn serve(state: &State, cert_user: Option<User>, req: Request<Incoming>) -
         if e.code() >= 500 {
             warn!(%method, error = %e, "request failed");
         }
-        json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status())
+        let mut resp =
+            json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status());
+        if let crate::error::Error::TooManyRequests { retry_after_seconds, .. } = &e {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after_seconds));
+        }
+        resp
     });
     let watch = verb == "watch" && resp.status().is_success();
     state.api.metrics.observe_request(

@@ -13,6 +13,11 @@ use crate::Error;
 pub const DEFAULT_PORT: u16 = 10252;
 /// Reconciles of one controller running at once, as upstream's `--concurrent-*-syncs`.
 pub const DEFAULT_CONCURRENT_SYNCS: usize = 5;
+/// The default `--cluster-cidr`, as text (the parsed form is `nodeipam::DEFAULT_CLUSTER_CIDR`).
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
+pub const DEFAULT_NODE_CIDR_MASK_SIZE: u8 = 24;
+/// How long a node may be silent before it is Ready=Unknown (upstream's default).
+pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD: Duration = Duration::from_secs(40);
 
 #[derive(Debug, clap::Parser)]
 #[command(name = "rk-controller-manager", about = "Runs the controllers that turn intent into pods.")]
@@ -39,9 +44,24 @@ pub struct Args {
     /// Port of that endpoint; 0 turns it off.
     #[arg(long, env = "RK_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
+    /// The pods' address range, from which each node gets a `--node-cidr-mask-size` slice.
+    #[arg(long, env = "RK_CLUSTER_CIDR", default_value = DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
+    #[arg(long, env = "RK_NODE_CIDR_MASK_SIZE", default_value_t = DEFAULT_NODE_CIDR_MASK_SIZE)]
+    pub node_cidr_mask_size: u8,
+    /// Give nodes without a spec.podCIDR one from --cluster-cidr (upstream's default is false;
+    /// kubeadm, like rkadm, always turns it on).
+    #[arg(long, env = "RK_ALLOCATE_NODE_CIDRS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub allocate_node_cidrs: bool,
+    /// Silence after which a node is Ready=Unknown and tainted unreachable.
+    #[arg(long, env = "RK_NODE_MONITOR_GRACE_PERIOD", default_value = "40s", value_parser = daemon::parse_duration)]
+    pub node_monitor_grace_period: Duration,
     /// ReplicaSets (and ReplicationControllers) reconciled at once.
     #[arg(long, env = "RK_CONCURRENT_REPLICASET_SYNCS", default_value_t = DEFAULT_CONCURRENT_SYNCS)]
     pub concurrent_replicaset_syncs: usize,
+    /// Deployments reconciled at once.
+    #[arg(long, env = "RK_CONCURRENT_DEPLOYMENT_SYNCS", default_value_t = DEFAULT_CONCURRENT_SYNCS)]
+    pub concurrent_deployment_syncs: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +72,11 @@ pub struct Config {
     /// `None`: run at once, without a Lease.
     pub leader_election: Option<daemon::leader::Config>,
     pub health_address: Option<SocketAddr>,
+    pub cluster_cidr: crate::controllers::nodeipam::Cidr,
+    pub node_cidr_mask_size: u8,
+    pub node_monitor_grace_period: Duration,
     pub concurrent_replicaset_syncs: usize,
+    pub concurrent_deployment_syncs: usize,
 }
 
 impl Config {
@@ -63,7 +87,11 @@ impl Config {
             controllers: crate::controllers::defaults().collect(),
             leader_election: None,
             health_address: None,
+            cluster_cidr: crate::controllers::nodeipam::DEFAULT_CLUSTER_CIDR,
+            node_cidr_mask_size: DEFAULT_NODE_CIDR_MASK_SIZE,
+            node_monitor_grace_period: DEFAULT_NODE_MONITOR_GRACE_PERIOD,
             concurrent_replicaset_syncs: DEFAULT_CONCURRENT_SYNCS,
+            concurrent_deployment_syncs: DEFAULT_CONCURRENT_SYNCS,
         }
     }
 }
@@ -74,7 +102,18 @@ impl TryFrom<Args> for Config {
     fn try_from(args: Args) -> Result<Self, Error> {
         let known: Vec<&'static str> = crate::controllers::REGISTRY.iter().map(|c| c.name).collect();
         let defaults: Vec<&'static str> = crate::controllers::defaults().collect();
-        let controllers = select_controllers(&args.controllers, &known, &defaults)?;
+        let mut controllers = select_controllers(&args.controllers, &known, &defaults)?;
+        if !args.allocate_node_cidrs {
+            controllers.remove(crate::controllers::nodeipam::NAME);
+        }
+        let cluster_cidr = crate::controllers::nodeipam::Cidr::parse(&args.cluster_cidr)
+            .ok_or_else(|| Error::Config(format!("--cluster-cidr {:?} is not an IPv4 CIDR", args.cluster_cidr)))?;
+        if args.node_cidr_mask_size < cluster_cidr.len || args.node_cidr_mask_size > 32 {
+            return Err(Error::Config(format!(
+                "--node-cidr-mask-size {} must be between the cluster CIDR's prefix ({}) and 32",
+                args.node_cidr_mask_size, cluster_cidr.len
+            )));
+        }
         let leader_election = args.leader_elect.then(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             let identity = format!("{}_{}", host.trim(), std::process::id());
@@ -87,12 +126,19 @@ impl TryFrom<Args> for Config {
         if args.concurrent_replicaset_syncs == 0 {
             return Err(Error::Config("--concurrent-replicaset-syncs must be at least 1".into()));
         }
+        if args.concurrent_deployment_syncs == 0 {
+            return Err(Error::Config("--concurrent-deployment-syncs must be at least 1".into()));
+        }
         Ok(Config {
             kubeconfig: args.kubeconfig,
             controllers,
             leader_election,
             health_address: (args.port != 0).then_some(SocketAddr::new(args.address, args.port)),
+            cluster_cidr,
+            node_cidr_mask_size: args.node_cidr_mask_size,
+            node_monitor_grace_period: args.node_monitor_grace_period,
             concurrent_replicaset_syncs: args.concurrent_replicaset_syncs,
+            concurrent_deployment_syncs: args.concurrent_deployment_syncs,
         })
     }
 }

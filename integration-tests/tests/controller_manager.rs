@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use futures::StreamExt;
 use integration_tests::{Cluster, ControllerManager};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -439,6 +439,8 @@ async fn endpoints_and_endpoint_slices_follow_pods_readiness_and_termination() -
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    // The pods' node exists (the pod garbage collector removes pods of nodes that do not).
+    live_node(&client, "node-1", Some("10.244.0.0/24")).await?;
     running_pod(&pods, "a", "web", "10.244.0.10", true).await?;
     running_pod(&pods, "b", "web", "10.244.0.11", false).await?;
     running_pod(&pods, "other", "db", "10.244.0.12", true).await?;
@@ -506,5 +508,714 @@ async fn endpoints_and_endpoint_slices_follow_pods_readiness_and_termination() -
         Ok((e.is_none() && s.is_empty()).then_some(()))
     })
     .await?;
+    Ok(())
+}
+
+// ---- Deployments -------------------------------------------------------------------------------
+
+fn deployment(name: &str, replicas: i32, image: &str, strategy: serde_json::Value) -> Result<Deployment> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "strategy": strategy,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }))?)
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// Stands in for the kubelets: marks every pod Ready soon after it appears, until dropped.
+struct Kubelets(tokio::task::JoinHandle<()>);
+
+impl Drop for Kubelets {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn keep_marking_ready(pods: Api<Pod>) -> Kubelets {
+    Kubelets(tokio::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for p in list.items.iter().filter(|p| is_active(p) && !is_ready(p)) {
+                    // A pod deleted meanwhile is no error.
+                    let _ = mark_ready(&pods, p.metadata.name.as_deref().unwrap_or_default()).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }))
+}
+
+fn annotation<'a>(meta: &'a kube::api::ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+fn spec_replicas(set: &ReplicaSet) -> i32 {
+    set.spec.as_ref().and_then(|s| s.replicas).unwrap_or_default()
+}
+
+fn image_of(set: &ReplicaSet) -> Option<String> {
+    set.spec.as_ref()?.template.as_ref()?.spec.as_ref()?.containers.first()?.image.clone()
+}
+
+/// Waits until the rollout is done as `kubectl rollout status` sees it (spec observed, every
+/// replica updated and available) and only one set has replicas or pods; returns the
+/// Deployment and its sets, the new one first.
+async fn rolled_out(
+    deployments: &Api<Deployment>,
+    sets: &Api<ReplicaSet>,
+    name: &str,
+    replicas: i32,
+) -> Result<(Deployment, Vec<ReplicaSet>)> {
+    eventually(60, &format!("deployment {name} rolled out at {replicas}"), || async {
+        let d = deployments.get(name).await?;
+        let s = d.status.clone().unwrap_or_default();
+        let uid = d.metadata.uid.clone().unwrap_or_default();
+        let mut owned: Vec<ReplicaSet> = sets
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|rs| {
+                rs.metadata.owner_references.iter().flatten().any(|r| r.uid == uid && r.controller == Some(true))
+            })
+            .collect();
+        owned.sort_by_key(|rs| std::cmp::Reverse(spec_replicas(rs)));
+        let busy =
+            owned.iter().filter(|rs| spec_replicas(rs) > 0 || rs.status.as_ref().is_some_and(|s| s.replicas > 0));
+        let n = |v: Option<i32>| v.unwrap_or_default();
+        let done = s.observed_generation >= d.metadata.generation
+            && n(s.updated_replicas) == replicas
+            && n(s.replicas) == replicas
+            && n(s.available_replicas) == replicas
+            && busy.count() <= 1;
+        Ok(done.then_some((d, owned)))
+    })
+    .await
+}
+
+/// Waits for the Deployment's ScalingReplicaSet events to include every one of `want`.
+async fn scaling_events(client: &kube::Client, name: &str, want: &[String]) -> Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(30, &format!("events {want:?}"), || async {
+        let messages: Vec<String> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.involved_object.kind.as_deref() == Some("Deployment"))
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .filter(|e| e.reason.as_deref() == Some("ScalingReplicaSet"))
+            .filter_map(|e| e.message)
+            .collect();
+        Ok(want.iter().all(|w| messages.contains(w)).then_some(messages))
+    })
+    .await
+}
+
+/// Changes the Deployment with `edit`, retrying on conflicts with the controller's writes.
+async fn update_deployment(deployments: &Api<Deployment>, name: &str, edit: impl Fn(&mut Deployment)) -> Result<()> {
+    eventually(30, &format!("deployment {name} updated"), || async {
+        let mut d = deployments.get(name).await?;
+        edit(&mut d);
+        match deployments.replace(name, &PostParams::default(), &d).await {
+            Ok(_) => Ok(Some(())),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+fn set_image(deployments: &Api<Deployment>, name: &str, image: &str) -> impl Future<Output = Result<Deployment>> {
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
+    let (deployments, name) = (deployments.clone(), name.to_string());
+    async move { Ok(deployments.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_makes_one_replicaset_and_scales_it_from_3_to_10_to_2() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _kubelets = keep_marking_ready(pods.clone());
+
+    deployments.create(&PostParams::default(), &deployment("web", 3, "busybox:1", json!({}))?).await?;
+    let (d, owned) = rolled_out(&deployments, &sets, "web", 3).await?;
+    assert_eq!(owned.len(), 1);
+    let set = &owned[0];
+    let set_name = set.metadata.name.clone().unwrap_or_default();
+    let hash = set.metadata.labels.as_ref().and_then(|l| l.get("pod-template-hash")).cloned().unwrap_or_default();
+    assert!(!hash.is_empty() && set_name == format!("web-{hash}"), "{set_name} / {hash}");
+    let spec = set.spec.clone().unwrap_or_default();
+    let selected = spec.selector.match_labels.unwrap_or_default();
+    assert_eq!(selected.get("pod-template-hash"), Some(&hash));
+    let template_labels = spec.template.and_then(|t| t.metadata).and_then(|m| m.labels).unwrap_or_default();
+    assert_eq!(template_labels.get("pod-template-hash"), Some(&hash));
+    let owner = set.metadata.owner_references.iter().flatten().next().cloned().unwrap_or_default();
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Deployment", "web", Some(true)));
+    assert_eq!(annotation(&set.metadata, "deployment.kubernetes.io/revision"), Some("1"));
+    assert_eq!(annotation(&set.metadata, "deployment.kubernetes.io/desired-replicas"), Some("3"));
+    assert_eq!(annotation(&set.metadata, "deployment.kubernetes.io/max-replicas"), Some("4"), "25% surge of 3 is 1");
+    let conditions = d.status.and_then(|s| s.conditions).unwrap_or_default();
+    let condition = |type_: &str| {
+        let c = conditions.iter().find(|c| c.type_ == type_).cloned().unwrap_or_default();
+        (c.status, c.reason.unwrap_or_default(), c.message.unwrap_or_default())
+    };
+    assert_eq!(
+        condition("Available"),
+        ("True".into(), "MinimumReplicasAvailable".into(), "Deployment has minimum availability.".into())
+    );
+    assert_eq!(
+        condition("Progressing"),
+        (
+            "True".into(),
+            "NewReplicaSetAvailable".into(),
+            format!("ReplicaSet \"{set_name}\" has successfully progressed.")
+        )
+    );
+    eventually(30, "the deployment's revision", || async {
+        let d = deployments.get("web").await?;
+        Ok((annotation(&d.metadata, "deployment.kubernetes.io/revision") == Some("1")).then_some(()))
+    })
+    .await?;
+
+    for (replicas, max) in [(10, "13"), (2, "3")] {
+        deployments
+            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+            .await?;
+        let (_, owned) = rolled_out(&deployments, &sets, "web", replicas).await?;
+        assert_eq!(owned.len(), 1, "scaling makes no new set");
+        assert_eq!(owned[0].metadata.name.as_deref(), Some(set_name.as_str()));
+        assert_eq!(spec_replicas(&owned[0]), replicas);
+        let desired = replicas.to_string();
+        assert_eq!(annotation(&owned[0].metadata, "deployment.kubernetes.io/desired-replicas"), Some(desired.as_str()));
+        assert_eq!(annotation(&owned[0].metadata, "deployment.kubernetes.io/max-replicas"), Some(max));
+        let want = usize::try_from(replicas)?;
+        eventually(30, &format!("{replicas} pods"), || async {
+            Ok((pods.list(&ListParams::default()).await?.items.len() == want).then_some(()))
+        })
+        .await?;
+    }
+    scaling_events(
+        &client,
+        "web",
+        &[
+            format!("Scaled up replica set {set_name} from 0 to 3"),
+            format!("Scaled up replica set {set_name} from 3 to 10"),
+            format!("Scaled down replica set {set_name} from 10 to 2"),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a watcher of the pods saw during a rollout, state by state.
+#[derive(Debug, Default)]
+struct Sampled {
+    states: usize,
+    most_active: usize,
+    fewest_ready: Option<usize>,
+    /// States with active pods of more than one set.
+    mixed: usize,
+}
+
+impl Sampled {
+    fn record(&mut self, pods: &std::collections::BTreeMap<String, Pod>) {
+        let active: Vec<&Pod> = pods.values().filter(|p| is_active(p)).collect();
+        let ready = active.iter().filter(|p| is_ready(p)).count();
+        let owners: BTreeSet<&str> = active
+            .iter()
+            .filter_map(|p| p.metadata.owner_references.as_ref()?.first().map(|r| r.name.as_str()))
+            .collect();
+        self.states += 1;
+        self.most_active = self.most_active.max(active.len());
+        self.fewest_ready = Some(self.fewest_ready.map_or(ready, |f| f.min(ready)));
+        self.mixed += usize::from(owners.len() > 1);
+    }
+}
+
+/// Watches the pods labelled `app` until `stop`, checking every state the API server went
+/// through (a watch delivers each change in order, so nothing falls between two polls).
+async fn watch_pods(
+    pods: Api<Pod>,
+    app: &str,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<Sampled> {
+    use kube::runtime::watcher::{self, Event as Watched};
+    let config = watcher::Config::default().labels(&format!("app={app}"));
+    let (listed_tx, listed) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut seen = Sampled::default();
+        let mut current = std::collections::BTreeMap::new();
+        let mut listing = std::collections::BTreeMap::new();
+        let mut listed_tx = Some(listed_tx);
+        let mut events = std::pin::pin!(watcher::watcher(pods, config));
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                () = stop.cancelled() => return seen,
+            };
+            match event {
+                None => return seen,
+                Some(Err(_)) => {}
+                Some(Ok(Watched::Init)) => listing.clear(),
+                Some(Ok(Watched::InitApply(p))) => {
+                    listing.insert(p.metadata.name.clone().unwrap_or_default(), p);
+                }
+                Some(Ok(Watched::InitDone)) => {
+                    current = std::mem::take(&mut listing);
+                    seen.record(&current);
+                    if let Some(tx) = listed_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Some(Ok(Watched::Apply(p))) => {
+                    current.insert(p.metadata.name.clone().unwrap_or_default(), p);
+                    seen.record(&current);
+                }
+                Some(Ok(Watched::Delete(p))) => {
+                    current.remove(p.metadata.name.as_deref().unwrap_or_default());
+                    seen.record(&current);
+                }
+            }
+        }
+    });
+    // Changes start only once the watch has its first list.
+    let _ = listed.await;
+    task
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_stays_within_max_surge_and_max_unavailable() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _kubelets = keep_marking_ready(pods.clone());
+
+    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    deployments.create(&PostParams::default(), &deployment("roll", 4, "busybox:1", strategy)?).await?;
+    let (_, first) = rolled_out(&deployments, &sets, "roll", 4).await?;
+    let old_name = first[0].metadata.name.clone().unwrap_or_default();
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sampler = watch_pods(pods.clone(), "roll", stop.clone()).await;
+    set_image(&deployments, "roll", "busybox:2").await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "roll", 4).await?;
+    stop.cancel();
+    let seen = sampler.await?;
+
+    assert_eq!(owned.len(), 2);
+    let (new, old) = (&owned[0], &owned[1]);
+    assert_eq!(old.metadata.name.as_deref(), Some(old_name.as_str()));
+    assert_eq!((spec_replicas(new), spec_replicas(old)), (4, 0));
+    assert_eq!(image_of(new).as_deref(), Some("busybox:2"));
+    assert!(seen.states >= 10, "{seen:?}");
+    assert!(seen.most_active <= 5, "more than replicas + maxSurge pods: {seen:?}");
+    assert!(seen.fewest_ready.is_some_and(|r| r >= 3), "fewer than replicas - maxUnavailable ready: {seen:?}");
+    let new_name = new.metadata.name.clone().unwrap_or_default();
+    let messages = scaling_events(&client, "roll", &[format!("Scaled up replica set {new_name} from 0 to 1")]).await?;
+    let prefix = format!("Scaled down replica set {old_name} from ");
+    eventually(30, "the old set's last scale-down event", || async {
+        let messages = scaling_events(&client, "roll", &[]).await?;
+        Ok(messages.iter().any(|m| m.starts_with(&prefix) && m.ends_with(" to 0")).then_some(()))
+    })
+    .await
+    .map_err(|e| e.context(format!("{messages:?}")))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_count_up_and_copying_an_old_template_back_makes_its_set_the_newest_revision() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _kubelets = keep_marking_ready(pods.clone());
+    let revision_of =
+        |meta: &kube::api::ObjectMeta| annotation(meta, "deployment.kubernetes.io/revision").map(str::to_string);
+    let deployment_revision = |want: &'static str| {
+        let deployments = deployments.clone();
+        async move {
+            eventually(30, &format!("the deployment at revision {want}"), || async {
+                let d = deployments.get("rev").await?;
+                Ok((annotation(&d.metadata, "deployment.kubernetes.io/revision") == Some(want)).then_some(()))
+            })
+            .await
+        }
+    };
+
+    deployments.create(&PostParams::default(), &deployment("rev", 2, "busybox:1", json!({}))?).await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "rev", 2).await?;
+    let first = owned[0].metadata.name.clone().unwrap_or_default();
+    assert_eq!(revision_of(&owned[0].metadata).as_deref(), Some("1"));
+    deployment_revision("1").await?;
+
+    set_image(&deployments, "rev", "busybox:2").await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "rev", 2).await?;
+    assert_eq!(owned.len(), 2);
+    assert_eq!(owned[1].metadata.name.as_deref(), Some(first.as_str()));
+    let second = owned[0].metadata.name.clone().unwrap_or_default();
+    assert_eq!(
+        (revision_of(&owned[0].metadata).as_deref(), revision_of(&owned[1].metadata).as_deref()),
+        (Some("2"), Some("1"))
+    );
+    deployment_revision("2").await?;
+
+    // What `kubectl rollout undo` does: the first set's template, without its hash, goes back
+    // into the Deployment.
+    let mut template = sets.get(&first).await?.spec.and_then(|s| s.template).unwrap_or_default();
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove("pod-template-hash");
+    }
+    update_deployment(&deployments, "rev", |d| {
+        if let Some(spec) = d.spec.as_mut() {
+            spec.template = template.clone();
+        }
+    })
+    .await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "rev", 2).await?;
+    assert_eq!(owned.len(), 2, "no third set");
+    let (now_new, now_old) = (&owned[0], &owned[1]);
+    assert_eq!(now_new.metadata.name.as_deref(), Some(first.as_str()));
+    assert_eq!(now_old.metadata.name.as_deref(), Some(second.as_str()));
+    assert_eq!(image_of(now_new).as_deref(), Some("busybox:1"));
+    assert_eq!(revision_of(&now_new.metadata).as_deref(), Some("3"));
+    assert_eq!(annotation(&now_new.metadata, "deployment.kubernetes.io/revision-history"), Some("1"));
+    assert_eq!(revision_of(&now_old.metadata).as_deref(), Some("2"));
+    deployment_revision("3").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_deployment_scales_but_rolls_out_only_once_resumed() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _kubelets = keep_marking_ready(pods.clone());
+    let progressing = |d: &Deployment| {
+        let conditions = d.status.as_ref().and_then(|s| s.conditions.as_ref());
+        conditions.and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing")).and_then(|c| c.reason.clone())
+    };
+
+    deployments.create(&PostParams::default(), &deployment("paused", 2, "busybox:1", json!({}))?).await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "paused", 2).await?;
+    let first = owned[0].metadata.name.clone().unwrap_or_default();
+
+    let pause = |paused: bool| Patch::Merge(json!({"spec": {"paused": paused}}));
+    deployments.patch("paused", &PatchParams::default(), &pause(true)).await?;
+    set_image(&deployments, "paused", "busybox:2").await?;
+    deployments.patch("paused", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 3}}))).await?;
+    // Once the last change is observed, the controller has decided on the new template too.
+    let d = eventually(30, "the paused deployment observed", || async {
+        let d = deployments.get("paused").await?;
+        let observed = d.status.as_ref().and_then(|s| s.observed_generation) == d.metadata.generation;
+        Ok((observed && progressing(&d).as_deref() == Some("DeploymentPaused")).then_some(d))
+    })
+    .await?;
+    let condition = d.status.clone().and_then(|s| s.conditions).unwrap_or_default();
+    let paused = condition.iter().find(|c| c.type_ == "Progressing").cloned().unwrap_or_default();
+    assert_eq!((paused.status.as_str(), paused.message.as_deref()), ("Unknown", Some("Deployment is paused")));
+    // Scaled, but no new set: the old one has all 3 pods, none of them updated.
+    let status = d.status.clone().unwrap_or_default();
+    assert_eq!(status.updated_replicas.unwrap_or_default(), 0);
+    let all = sets.list(&ListParams::default()).await?.items;
+    assert_eq!(all.len(), 1, "no rollout while paused");
+    assert_eq!((all[0].metadata.name.as_deref(), spec_replicas(&all[0])), (Some(first.as_str()), 3), "scaled");
+    assert_eq!(image_of(&all[0]).as_deref(), Some("busybox:1"));
+    eventually(30, "3 pods of the old set available", || async {
+        let s = deployments.get("paused").await?.status.unwrap_or_default();
+        Ok((s.available_replicas == Some(3) && s.replicas == Some(3)).then_some(()))
+    })
+    .await?;
+
+    deployments.patch("paused", &PatchParams::default(), &pause(false)).await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "paused", 3).await?;
+    assert_eq!(owned.len(), 2);
+    assert_eq!(image_of(&owned[0]).as_deref(), Some("busybox:2"));
+    assert_eq!((spec_replicas(&owned[0]), spec_replicas(&owned[1])), (3, 0));
+    eventually(30, "the rollout reported complete", || async {
+        let d = deployments.get("paused").await?;
+        Ok((progressing(&d).as_deref() == Some("NewReplicaSetAvailable")).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreate_deployment_removes_every_old_pod_before_making_new_ones() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _kubelets = keep_marking_ready(pods.clone());
+
+    deployments
+        .create(&PostParams::default(), &deployment("rec", 3, "busybox:1", json!({"type": "Recreate"}))?)
+        .await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "rec", 3).await?;
+    let old_name = owned[0].metadata.name.clone().unwrap_or_default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sampler = watch_pods(pods.clone(), "rec", stop.clone()).await;
+    set_image(&deployments, "rec", "busybox:2").await?;
+    let (_, owned) = rolled_out(&deployments, &sets, "rec", 3).await?;
+    stop.cancel();
+    let seen = sampler.await?;
+    assert!(seen.states >= 6 && seen.mixed == 0, "old and new pods at once: {seen:?}");
+    assert!(seen.most_active <= 3, "{seen:?}");
+    let new_name = owned[0].metadata.name.clone().unwrap_or_default();
+    scaling_events(
+        &client,
+        "rec",
+        &[
+            format!("Scaled down replica set {old_name} from 3 to 0"),
+            format!("Scaled up replica set {new_name} from 0 to 3"),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A Node as a kubelet registers it (Ready, with capacity), and its Lease.
+async fn live_node(client: &kube::Client, name: &str, pod_cidr: Option<&str>) -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut node = json!({"metadata": {"name": name}, "spec": {}});
+    if let Some(cidr) = pod_cidr {
+        node["spec"] = json!({"podCIDR": cidr, "podCIDRs": [cidr]});
+    }
+    nodes.create(&PostParams::default(), &serde_json::from_value(node)?).await?;
+    let status = json!({"status": {
+        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "lastHeartbeatTime": now, "lastTransitionTime": now}],
+    }});
+    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    renew_lease(client, name).await
+}
+
+async fn renew_lease(client: &kube::Client, name: &str) -> Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let lease = json!({"metadata": {"name": name}, "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
+    if leases.get_opt(name).await?.is_some() {
+        leases.patch(name, &PatchParams::default(), &Patch::Merge(&lease)).await?;
+    } else {
+        leases.create(&PostParams::default(), &serde_json::from_value(lease)?).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_get_pod_cidrs_and_a_silent_node_is_tainted_and_emptied() -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let mut config = controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone());
+    config.node_monitor_grace_period = Duration::from_secs(3);
+    let _cm = ControllerManager::start(config);
+    let _scheduler = integration_tests::Scheduler::start(scheduler::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let nodes: Api<Node> = Api::all(client.clone());
+
+    // IPAM: a CIDR a kubelet registered with is taken; the others get the next free ones.
+    live_node(&client, "registered", Some("10.244.0.0/24")).await?;
+    live_node(&client, "alive", None).await?;
+    live_node(&client, "silent", None).await?;
+    let mut cidrs = BTreeSet::new();
+    for name in ["alive", "silent"] {
+        let cidr = eventually(30, &format!("{name} has a pod CIDR"), || async {
+            Ok(nodes.get(name).await?.spec.and_then(|s| s.pod_cidr))
+        })
+        .await?;
+        cidrs.insert(cidr);
+    }
+    assert_eq!(cidrs, BTreeSet::from(["10.244.1.0/24".to_string(), "10.244.2.0/24".to_string()]));
+
+    // Keep two nodes' leases fresh; "silent" falls silent.
+    let renewing = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            loop {
+                for name in ["registered", "alive"] {
+                    let _ = renew_lease(&client, name).await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    // Pods pinned to the silent node: one tolerating it for 2 s, one for the default 300 s.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (name, tolerations) in [
+        (
+            "short",
+            json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]),
+        ),
+        ("patient", json!([])),
+    ] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": "silent", "tolerations": tolerations, "containers": [{"name": "c", "image": "busybox"}]},
+        }))?;
+        pods.create(&PostParams::default(), &pod).await?;
+    }
+    // And a ReplicaSet whose pods prefer the silent node and give way 1 s after it is tainted.
+    let mut set = replica_set("spread", 4, "spread")?;
+    if let Some(spec) = set.spec.as_mut().and_then(|s| s.template.as_mut()).and_then(|t| t.spec.as_mut()) {
+        spec.tolerations = Some(serde_json::from_value(
+            json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}]),
+        )?);
+        spec.affinity = Some(serde_json::from_value(
+            json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "preference": {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["silent"]}]}},
+            ]}}),
+        )?);
+    }
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    sets.create(&PostParams::default(), &set).await?;
+    let first: Vec<String> = eventually(30, "the set's pods on the silent node", || async {
+        let list = pods.list(&ListParams::default().labels("app=spread")).await?.items;
+        let on_silent =
+            list.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("silent")).count();
+        Ok((on_silent == 4).then(|| list.into_iter().filter_map(|p| p.metadata.name).collect()))
+    })
+    .await?;
+
+    let tainted = eventually(30, "silent node Unknown and tainted", || async {
+        let node = nodes.get("silent").await?;
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready").cloned());
+        let taints = node.spec.and_then(|s| s.taints).unwrap_or_default();
+        Ok((ready.is_some_and(|r| r.status == "Unknown") && taints.len() == 2).then_some(taints))
+    })
+    .await?;
+    assert!(tainted.iter().all(|t| t.key == "node.kubernetes.io/unreachable"), "{tainted:?}");
+    assert!(nodes.get("alive").await?.spec.and_then(|s| s.taints).is_none_or(|t| t.is_empty()));
+
+    eventually(30, "the short-tolerance pod evicted", || async {
+        Ok(pods.get("short").await?.metadata.deletion_timestamp.map(|_| ()))
+    })
+    .await?;
+    assert!(pods.get("patient").await?.metadata.deletion_timestamp.is_none(), "300 s not over");
+    // The set's pods on the silent node were evicted and replaced on live nodes.
+    eventually(60, "the set's 4 live pods all on live nodes", || async {
+        let live: Vec<Pod> = pods
+            .list(&ListParams::default().labels("app=spread"))
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let on_live =
+            live.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| n != "silent"));
+        Ok((live.len() == 4 && on_live.count() == 4).then_some(()))
+    })
+    .await?;
+    for name in &first {
+        let evicted = pods.get_opt(name).await?;
+        assert!(evicted.is_none_or(|p| p.metadata.deletion_timestamp.is_some()), "{name} evicted");
+    }
+
+    // The node goes for good: its pods go with it, at once.
+    nodes.delete("silent", &DeleteParams::default()).await?;
+    eventually(30, "the silent node's pods deleted", || async {
+        let left = pods
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("silent"))
+            .count();
+        Ok((left == 0).then_some(()))
+    })
+    .await?;
+    renewing.abort();
+    Ok(())
+}
+
+/// Runs the stock kubectl (without blocking the runtime that serves the API); its stdout.
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Result<String> {
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output()
+    })?;
+    if !out.status.success() {
+        bail!("kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The revisions `kubectl rollout history` lists.
+fn history(kubeconfig: &std::path::Path) -> Result<Vec<u32>> {
+    let out = kubectl(kubeconfig, &["rollout", "history", "deployment/web"])?;
+    Ok(out.lines().filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_kubectl_rollout_status_history_undo_and_restart_work() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let _kubelets = keep_marking_ready(Api::namespaced(client.clone(), "default"));
+    let config = c.api.kubeconfig.as_path();
+    let rolled_out = || -> Result<()> {
+        let out = kubectl(config, &["rollout", "status", "deployment/web", "--timeout=60s"])?;
+        assert!(out.contains("deployment \"web\" successfully rolled out"), "{out}");
+        Ok(())
+    };
+    let image =
+        || kubectl(config, &["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+
+    kubectl(config, &["create", "deployment", "web", "--image=busybox:1", "--replicas=2"])?;
+    rolled_out()?;
+    kubectl(config, &["set", "image", "deployment/web", "busybox=busybox:2"])?;
+    rolled_out()?;
+    assert_eq!(history(config)?, [1, 2]);
+
+    let out = kubectl(config, &["rollout", "undo", "deployment/web"])?;
+    assert!(out.contains("deployment.apps/web rolled back"), "{out}");
+    rolled_out()?;
+    assert_eq!(image()?, "busybox:1");
+    assert_eq!(history(config)?, [2, 3], "revision 1 came back as 3");
+
+    let out = kubectl(config, &["rollout", "restart", "deployment/web"])?;
+    assert!(out.contains("deployment.apps/web restarted"), "{out}");
+    rolled_out()?;
+    assert_eq!(history(config)?, [2, 3, 4]);
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let busy: Vec<ReplicaSet> =
+        sets.list(&ListParams::default()).await?.items.into_iter().filter(|rs| spec_replicas(rs) > 0).collect();
+    assert_eq!(busy.len(), 1, "only the restarted set has replicas");
     Ok(())
 }

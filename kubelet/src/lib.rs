@@ -22,6 +22,31 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Args, Config};
 pub use error::Error;
 
+/// Waits until the controller manager's node IPAM gives the Node a `spec.podCIDR` (`None` on
+/// shutdown first).
+async fn wait_for_pod_cidr(
+    nodes: &Api<Node>,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<String>, Error> {
+    tracing::info!(node = name, "no --pod-cidr: waiting for the Node's spec.podCIDR");
+    loop {
+        match nodes.get_opt(name).await {
+            Ok(node) => {
+                if let Some(cidr) = node.and_then(|n| n.spec?.pod_cidr) {
+                    tracing::info!(node = name, pod_cidr = %cidr, "pod CIDR assigned");
+                    return Ok(Some(cidr));
+                }
+            }
+            Err(e) => tracing::warn!(node = name, error = %e, "reading the Node failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => return Ok(None),
+        }
+    }
+}
+
 /// Runs the kubelet until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let client = daemon::client_from_kubeconfig(&config.kubeconfig).await?;
@@ -38,9 +63,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let nodes: Api<Node> = Api::all(client.clone());
     let registered = node::register(&nodes, &facts, &config).await?;
     tracing::info!(node = %facts.name, ip = %facts.internal_ip, "node registered");
-    let pod_cidr = registered.spec.as_ref().and_then(|s| s.pod_cidr.clone()).or_else(|| config.pod_cidr.clone());
-    let Some(pod_cidr) = pod_cidr else {
-        return Err(Error::Config("no pod CIDR: the Node has no spec.podCIDR and --pod-cidr is not set".into()));
+    let pod_cidr = match registered.spec.as_ref().and_then(|s| s.pod_cidr.clone()).or_else(|| config.pod_cidr.clone()) {
+        Some(cidr) => cidr,
+        None => match wait_for_pod_cidr(&nodes, &config.node_name, &shutdown).await? {
+            Some(cidr) => cidr,
+            None => return Ok(()),
+        },
     };
     docker.ensure_network(&pods::spec::network_name(&config.node_name), &pod_cidr).await?;
     docker.ensure_pause_image(&config.pause_image).await?;

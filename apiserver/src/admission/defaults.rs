@@ -180,6 +180,7 @@ fn int_or_string_is_zero(v: &IntOrString) -> bool {
 /// A Pod's spec: the pod-template defaults plus those upstream applies only to real Pods.
 fn pod(spec: &mut core::PodSpec) {
     pod_spec(spec);
+    default_toleration_seconds(spec);
     spec.enable_service_links.get_or_insert(true);
     let init = spec.init_containers.iter_mut().flatten();
     for c in spec.containers.iter_mut().chain(init) {
@@ -188,6 +189,31 @@ fn pod(spec: &mut core::PodSpec) {
         }
         if spec.host_network == Some(true) {
             host_network_ports(c.ports.iter_mut().flatten());
+        }
+    }
+}
+
+/// Taints the node lifecycle controller puts on a node that is not ready or stops reporting.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// How long a pod stays on such a node before it is evicted, unless it says otherwise.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Upstream's DefaultTolerationSeconds admission: a pod that does not mention the not-ready and
+/// unreachable NoExecute taints tolerates each for 300 s.
+fn default_toleration_seconds(spec: &mut core::PodSpec) {
+    for key in [NOT_READY_TAINT, UNREACHABLE_TAINT] {
+        let mentioned = spec.tolerations.iter().flatten().any(|t| {
+            t.key.as_deref() == Some(key) && matches!(t.effect.as_deref(), None | Some("") | Some("NoExecute"))
+        });
+        if !mentioned {
+            spec.tolerations.get_or_insert_with(Vec::new).push(core::Toleration {
+                key: Some(key.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+                value: None,
+            });
         }
     }
 }

@@ -634,8 +634,8 @@ impl Api {
         Ok(json_response(StatusCode::CREATED, &crate::error::success_status(Default::default())))
     }
 
-    /// `pods/eviction`: a delete with the eviction's options. (Disruption budgets come with the
-    /// controller-manager.)
+    /// `pods/eviction`: a delete with the eviction's options, allowed only if the pod's
+    /// PodDisruptionBudget has a disruption to spare (which it then spends); otherwise a 429.
     async fn evict(
         &self,
         req: &ResourceRequest,
@@ -647,8 +647,81 @@ impl Api {
         let options = DeleteOptions::parse(query, &eviction["deleteOptions"])?;
         let mut pod_req = req.clone();
         pod_req.subresource = None;
+        let (_, _, pod) = self.read_current(&pod_req).await?;
+        if counts_against_budget(&pod) && !query.dry_run()? {
+            self.spend_disruption(&pod).await?;
+        }
         self.delete_one(&pod_req, query, &options).await?;
         Ok(json_response(StatusCode::CREATED, &crate::error::success_status(Default::default())))
+    }
+
+    /// Takes one disruption from the budget covering `pod`, as upstream's eviction does: the
+    /// budget must have seen its latest spec and allow a disruption; the write is conditional,
+    /// so two evictions never spend the same one.
+    async fn spend_disruption(&self, pod: &Value) -> Result<(), Error> {
+        let Some(budgets) = api_types::registry::by_plural("policy", "v1", "poddisruptionbudgets") else {
+            return Ok(());
+        };
+        let namespace = object::str_at(pod, "/metadata/namespace").unwrap_or_default();
+        let pod_name = object::name(pod).to_string();
+        let labels: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(pod["metadata"]["labels"].clone()).unwrap_or_default();
+        let prefix = object::list_prefix(&self.root, budgets, Some(namespace));
+        let refuse = |cause: String| Error::TooManyRequests {
+            message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+            causes: vec![("DisruptionBudget".into(), cause)],
+            retry_after_seconds: 10,
+        };
+        for _ in 0..MAX_RETRIES {
+            let page = self.store.list_all(&prefix).await?;
+            let mut covering = Vec::new();
+            for kv in page.kvs {
+                let budget = object::decode_from_storage(&kv.value, kv.mod_revision)
+                    .map_err(|e| Error::Internal(format!("stored object {} is not valid JSON: {e}", kv.key)))?;
+                let selector: api_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+                    serde_json::from_value(budget["spec"]["selector"].clone()).unwrap_or_default();
+                // In policy/v1 an empty selector selects every pod of the namespace.
+                if api_types::labels::LabelSelector::from_label_selector(&selector).is_ok_and(|s| s.matches(&labels)) {
+                    covering.push((kv, budget));
+                }
+            }
+            let Some((kv, mut budget)) = covering.pop() else { return Ok(()) };
+            if !covering.is_empty() {
+                return Err(Error::Internal(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+                        .into(),
+                ));
+            }
+            let name = object::name(&budget).to_string();
+            let generation = budget.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            let observed = budget.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(0);
+            if observed < generation {
+                return Err(refuse(format!("The disruption budget {name} is still being processed by the server.")));
+            }
+            let allowed = budget.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+            if allowed <= 0 {
+                let desired = budget.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
+                let current = budget.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
+                return Err(refuse(format!(
+                    "The disruption budget {name} needs {desired} healthy pods and has {current} currently"
+                )));
+            }
+            budget["status"]["disruptionsAllowed"] = (allowed - 1).into();
+            if !budget["status"]["disruptedPods"].is_object() {
+                budget["status"]["disruptedPods"] = json!({});
+            }
+            budget["status"]["disruptedPods"][&pod_name] = jiff::Timestamp::now().to_string().into();
+            match self.store.update(&kv.key, object::encode_for_storage(&budget), kv.mod_revision, &[], &[]).await {
+                Ok(_) => return Ok(()),
+                Err(StorageError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict {
+            resource: budgets.group_resource(),
+            name: String::new(),
+            message: "the disruption budget kept changing; try again".into(),
+        })
     }
 
     /// PUT on `scale`: sets `spec.replicas` of the parent from a Scale.
@@ -916,6 +989,17 @@ fn same_object(current: &Value, next: &Value) -> bool {
     metadata_mut(&mut a).remove("resourceVersion");
     metadata_mut(&mut b).remove("resourceVersion");
     a == b
+}
+
+/// Whether evicting `pod` spends a disruption: a pod that is finished, already going, or not
+/// Ready is no loss to its application.
+fn counts_against_budget(pod: &Value) -> bool {
+    let phase = object::str_at(pod, "/status/phase").unwrap_or("Pending");
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    !matches!(phase, "Succeeded" | "Failed") && pod.pointer("/metadata/deletionTimestamp").is_none() && ready
 }
 
 fn is_finalized(obj: &Value) -> bool {

@@ -1,9 +1,16 @@
 //! The registry of controllers: (name, on by default, constructor), one module each.
 
+pub mod cronjob;
+pub mod deployment;
+pub mod disruption;
 pub mod endpoint;
 pub mod endpointslice;
 pub mod garbagecollector;
+pub mod job;
 pub mod namespace;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
 
@@ -19,11 +26,18 @@ pub struct Entry {
 
 pub const REGISTRY: &[Entry] = &[
     Entry { name: replicaset::NAME, on_by_default: true, new: replicaset::new },
+    Entry { name: deployment::NAME, on_by_default: true, new: deployment::new },
     Entry { name: serviceaccount::NAME, on_by_default: true, new: serviceaccount::new },
     Entry { name: garbagecollector::NAME, on_by_default: true, new: garbagecollector::new },
     Entry { name: namespace::NAME, on_by_default: true, new: namespace::new },
     Entry { name: endpoint::NAME, on_by_default: true, new: endpoint::new },
     Entry { name: endpointslice::NAME, on_by_default: true, new: endpointslice::new },
+    Entry { name: nodeipam::NAME, on_by_default: true, new: nodeipam::new },
+    Entry { name: nodelifecycle::NAME, on_by_default: true, new: nodelifecycle::new },
+    Entry { name: podgc::NAME, on_by_default: true, new: podgc::new },
+    Entry { name: job::NAME, on_by_default: true, new: job::new },
+    Entry { name: cronjob::NAME, on_by_default: true, new: cronjob::new },
+    Entry { name: disruption::NAME, on_by_default: true, new: disruption::new },
 ];
 
 /// The controllers `*` turns on.

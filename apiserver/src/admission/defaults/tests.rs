@@ -42,10 +42,25 @@ fn bare_pod_gets_every_pod_default() {
             "restartPolicy": "Always",
             "schedulerName": "default-scheduler",
             "securityContext": {},
-            "terminationGracePeriodSeconds": 30
+            "terminationGracePeriodSeconds": 30,
+            "tolerations": [
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+            ]
         }
     });
     assert_eq!(got, want);
+}
+
+#[test]
+fn pods_that_mention_the_node_taints_keep_their_own_tolerations() {
+    let mut pod = bare_pod();
+    pod["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}]);
+    let got = defaulted("", "Pod", pod);
+    let tolerations = got["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    assert_eq!(tolerations.len(), 2);
+    assert_eq!(tolerations[0]["tolerationSeconds"], 5);
+    assert_eq!(tolerations[1]["key"], "node.kubernetes.io/not-ready");
 }
 
 #[test]
