@@ -1219,3 +1219,67 @@ async fn stock_kubectl_rollout_status_history_undo_and_restart_work() -> Result<
     assert_eq!(busy.len(), 1, "only the restarted set has replicas");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evictions_spend_a_disruption_budget_and_stop_at_its_minimum() -> Result<()> {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    sets.create(&PostParams::default(), &replica_set("guarded", 3, "guarded")?).await?;
+    for p in settled(&pods, &sets, "guarded", 3).await? {
+        mark_ready(&pods, p.metadata.name.as_deref().unwrap_or_default()).await?;
+    }
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "guard"},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}},
+    }))?;
+    budgets.create(&PostParams::default(), &pdb).await?;
+    eventually(30, "one disruption allowed", || async {
+        let s = budgets.get("guard").await?.status.unwrap_or_default();
+        Ok((s.disruptions_allowed == 1 && s.current_healthy == 3 && s.expected_pods == 3).then_some(()))
+    })
+    .await?;
+
+    let ready: Vec<String> =
+        pods.list(&ListParams::default()).await?.items.into_iter().filter_map(|p| p.metadata.name).collect();
+    pods.evict(&ready[0], &kube::api::EvictParams::default()).await?;
+    // The replacement is not ready: two healthy, two needed.
+    eventually(30, "no disruption left", || async {
+        let s = budgets.get("guard").await?.status.unwrap_or_default();
+        Ok((s.disruptions_allowed == 0 && s.current_healthy == 2).then_some(()))
+    })
+    .await?;
+    // kube-rs retries a 429 after its Retry-After (15 times); ask once.
+    let kubeconfig = kube::config::Kubeconfig::read_from(&c.api.kubeconfig)?;
+    let mut once = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    once.default_retry = false;
+    let once: Api<Pod> = Api::namespaced(kube::Client::try_from(once)?, "default");
+    let refused = once.evict(&ready[1], &kube::api::EvictParams::default()).await;
+    let Err(kube::Error::Api(status)) = refused else { anyhow::bail!("expected a 429, got {refused:?}") };
+    assert_eq!((status.code, status.reason.as_str()), (429, "TooManyRequests"));
+    assert_eq!(status.message, "Cannot evict pod as it would violate the pod's disruption budget.");
+    let cause = status.details.and_then(|d| d.causes.into_iter().next()).map(|c| c.message).unwrap_or_default();
+    assert_eq!(cause, "The disruption budget guard needs 2 healthy pods and has 2 currently");
+    assert!(pods.get(&ready[1]).await?.metadata.deletion_timestamp.is_none());
+
+    // An unready pod costs the application nothing: it may always go.
+    let unready = pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|p| {
+            !p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .and_then(|p| p.metadata.name)
+        .unwrap_or_default();
+    pods.evict(&unready, &kube::api::EvictParams::default()).await?;
+    Ok(())
+}

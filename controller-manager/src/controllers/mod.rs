@@ -1,6 +1,7 @@
 //! The registry of controllers: (name, on by default, constructor), one module each.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoint;
@@ -13,6 +14,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use crate::Context;
 use crate::controller::Controller;
@@ -26,6 +28,8 @@ pub struct Entry {
 
 pub const REGISTRY: &[Entry] = &[
     Entry { name: replicaset::NAME, on_by_default: true, new: replicaset::new },
+    Entry { name: daemonset::NAME, on_by_default: true, new: daemonset::new },
+    Entry { name: statefulset::NAME, on_by_default: true, new: statefulset::new },
     Entry { name: deployment::NAME, on_by_default: true, new: deployment::new },
     Entry { name: serviceaccount::NAME, on_by_default: true, new: serviceaccount::new },
     Entry { name: garbagecollector::NAME, on_by_default: true, new: garbagecollector::new },

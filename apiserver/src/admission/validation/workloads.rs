@@ -160,7 +160,25 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>) -> Vec<Fie
     ));
     let start = spec.ordinals.as_ref().and_then(|o| o.start);
     errs.extend(non_negative(&p.child("ordinals").child("start"), start.map(i64::from)));
-    errs.extend(apps_selector_and_template(obj, &spec.selector, &spec.template, &p, "statefulset", "StatefulSet"));
+    // Containers may mount the claims of volumeClaimTemplates: their pods get those volumes.
+    let mut template = spec.template.clone();
+    if let Some(pod) = template.spec.as_mut() {
+        let volumes = pod.volumes.get_or_insert_with(Vec::new);
+        for claim in spec.volume_claim_templates.iter().flatten() {
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            if !volumes.iter().any(|v| v.name == name) {
+                volumes.push(core::Volume {
+                    name: name.clone(),
+                    persistent_volume_claim: Some(core::PersistentVolumeClaimVolumeSource {
+                        claim_name: name,
+                        read_only: None,
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    errs.extend(apps_selector_and_template(obj, &spec.selector, &template, &p, "statefulset", "StatefulSet"));
     if let Some(old) = old {
         match decode::<apps::StatefulSetSpec>(old, "spec") {
             Ok(old_spec) => {
