@@ -114,6 +114,15 @@ impl<K: Resource + 'static> Informer<K> {
         let _ = rx.wait_for(|synced| *synced).await;
     }
 
+    /// [`Informer::synced`] as an owned future (for [`all_synced`]).
+    pub fn until_synced(&self) -> futures::future::BoxFuture<'static, ()>
+    where
+        K: Send + Sync,
+    {
+        let me = self.clone();
+        Box::pin(async move { me.synced().await })
+    }
+
     pub fn is_synced(&self) -> bool {
         *self.shared.synced.borrow()
     }
@@ -160,6 +169,16 @@ impl<K: Resource + 'static> Informer<K> {
         }
         self.shared.synced.send_replace(true);
     }
+}
+
+/// Resolves once every one of `waits` (from [`Informer::until_synced`]) has: a controller's
+/// `synced`.
+pub fn all_synced<const N: usize>(
+    waits: [futures::future::BoxFuture<'static, ()>; N],
+) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        futures::future::join_all(waits).await;
+    })
 }
 
 /// Every informer of the process, by kind.

@@ -7,29 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use futures::StreamExt;
-use integration_tests::{Cluster, ControllerManager};
+use integration_tests::{Cluster, ControllerManager, eventually};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-/// Polls `check` until it returns `Some`, for at most `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("not within {secs}s: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn replica_set(name: &str, replicas: i32, app: &str) -> Result<ReplicaSet> {
     Ok(serde_json::from_value(json!({

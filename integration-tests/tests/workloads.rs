@@ -3,34 +3,15 @@
 //! through the API, and finish terminating pods (delete with grace 0) as a kubelet would.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use futures::StreamExt;
-use integration_tests::{Cluster, ControllerManager};
+use integration_tests::{Cluster, ControllerManager, eventually};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-/// Polls `check` until it returns `Some`, for at most `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("not within {secs}s: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A controller manager running only `controllers` (so the node lifecycle controller does not
 /// taint the tests' silent nodes).

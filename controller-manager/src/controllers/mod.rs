@@ -16,6 +16,9 @@ pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
 
+use api_types::registry::ResourceInfo;
+use kube::api::ApiResource;
+
 use crate::Context;
 use crate::controller::Controller;
 
@@ -47,4 +50,16 @@ pub const REGISTRY: &[Entry] = &[
 /// The controllers `*` turns on.
 pub fn defaults() -> impl Iterator<Item = &'static str> {
     REGISTRY.iter().filter(|e| e.on_by_default).map(|e| e.name)
+}
+
+/// The kube-rs description of a served kind, for the controllers that handle every kind alike
+/// (garbage collector, namespace).
+pub fn api_resource(r: &ResourceInfo) -> ApiResource {
+    ApiResource {
+        group: r.group.into(),
+        version: r.version.into(),
+        api_version: r.api_version(),
+        kind: r.kind.into(),
+        plural: r.plural.into(),
+    }
 }

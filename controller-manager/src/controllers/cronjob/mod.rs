@@ -21,7 +21,7 @@ use k8s_openapi::jiff::tz::TimeZone;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::Informer;
+use crate::informers::{self, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -48,14 +48,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (a, b) = (cron_jobs.clone(), jobs.clone());
-        async move {
-            a.synced().await;
-            b.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([cron_jobs.until_synced(), jobs.until_synced()]);
     let reconciler = CronJobs { client: ctx.client.clone(), recorder: ctx.recorder.clone(), cron_jobs, jobs };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }

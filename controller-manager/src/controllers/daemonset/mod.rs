@@ -30,7 +30,7 @@ use serde_json::json;
 use crate::controller::{Controller, Reconcile};
 use crate::controllers::replicaset::plan::{Claim, claim, slow_start_batches};
 use crate::expectations::Expectations;
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -74,15 +74,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (sets, pods, nodes) = (sets.clone(), pods.clone(), nodes.clone());
-        async move {
-            sets.synced().await;
-            pods.synced().await;
-            nodes.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([sets.until_synced(), pods.until_synced(), nodes.until_synced()]);
     let reconciler =
         DaemonSets { client: ctx.client.clone(), recorder: ctx.recorder.clone(), sets, pods, nodes, expectations };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }

@@ -31,7 +31,7 @@ use serde_json::json;
 use crate::controller::{Controller, Reconcile};
 use crate::controllers::replicaset::plan::Claim;
 use crate::expectations::Expectations;
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -61,15 +61,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (deployments, sets, pods) = (deployments.clone(), sets.clone(), pods.clone());
-        async move {
-            deployments.synced().await;
-            sets.synced().await;
-            pods.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([deployments.until_synced(), sets.until_synced(), pods.until_synced()]);
     let reconciler = Deployments {
         client: ctx.client.clone(),
         recorder: ctx.recorder.clone(),

@@ -21,7 +21,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -66,16 +66,12 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (a, b, c, d) = (budgets.clone(), pods.clone(), sets.clone(), stateful.clone());
-        async move {
-            a.synced().await;
-            b.synced().await;
-            c.synced().await;
-            d.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([
+        budgets.until_synced(),
+        pods.until_synced(),
+        sets.until_synced(),
+        stateful.until_synced(),
+    ]);
     let reconciler = Disruption { client: ctx.client.clone(), budgets, pods, sets, stateful };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }

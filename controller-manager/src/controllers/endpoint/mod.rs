@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::Informer;
+use crate::informers::{self, Informer};
 use crate::pods::{key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error, services};
@@ -44,15 +44,7 @@ pub fn new(ctx: &Context) -> Controller {
         let queue = queue.clone();
         endpoints.on_change(move |change| queue.add(key(&change.object().metadata)));
     }
-    let synced = {
-        let (a, b, c) = (services.clone(), pods.clone(), endpoints.clone());
-        async move {
-            a.synced().await;
-            b.synced().await;
-            c.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([services.until_synced(), pods.until_synced(), endpoints.until_synced()]);
     let reconciler = EndpointsController { client: ctx.client.clone(), services, pods, endpoints };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }

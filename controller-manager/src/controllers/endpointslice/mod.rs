@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::Informer;
+use crate::informers::{self, Informer};
 use crate::pods::{key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error, services};
@@ -58,15 +58,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (a, b, c) = (services.clone(), pods.clone(), slices.clone());
-        async move {
-            a.synced().await;
-            b.synced().await;
-            c.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([services.until_synced(), pods.until_synced(), slices.until_synced()]);
     let reconciler = Slices { client: ctx.client.clone(), services, pods, slices };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }

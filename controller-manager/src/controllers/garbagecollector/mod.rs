@@ -18,13 +18,14 @@ use std::time::Duration;
 use api_types::registry::{self, ResourceInfo};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::controller::{Controller, Reconcile};
+use crate::controllers::api_resource;
 use crate::queue::Queue;
 use crate::{Context, Error};
 use graph::{Action, FOREGROUND, Graph, Node, ORPHAN, Owner};
@@ -42,16 +43,6 @@ fn lock(graph: &Shared) -> std::sync::MutexGuard<'_, Graph> {
 /// The kinds watched: everything served that can have owners (not Events).
 fn watched() -> impl Iterator<Item = &'static ResourceInfo> {
     registry::RESOURCES.iter().filter(|r| r.kind != "Event")
-}
-
-fn api_resource(r: &ResourceInfo) -> ApiResource {
-    ApiResource {
-        group: r.group.into(),
-        version: r.version.into(),
-        api_version: r.api_version(),
-        kind: r.kind.into(),
-        plural: r.plural.into(),
-    }
 }
 
 fn api_for(client: &kube::Client, r: &ResourceInfo, namespace: &str) -> Api<DynamicObject> {

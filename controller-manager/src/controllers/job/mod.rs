@@ -26,7 +26,7 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 
 use crate::controller::{Controller, Reconcile};
 use crate::expectations::Expectations;
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -65,14 +65,7 @@ pub fn new(ctx: &Context) -> Controller {
             queue.add(k);
         });
     }
-    let synced = {
-        let (a, b) = (jobs.clone(), pods.clone());
-        async move {
-            a.synced().await;
-            b.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([jobs.until_synced(), pods.until_synced()]);
     let reconciler = Jobs { client: ctx.client.clone(), recorder: ctx.recorder.clone(), jobs, pods, expectations };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }

@@ -7,15 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_types::registry::{self, ResourceInfo};
+use api_types::registry;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::{Change, Informer};
+use crate::controllers::api_resource;
+use crate::informers::{self, Change, Informer};
 use crate::queue::Queue;
 use crate::{Context, Error};
 
@@ -39,22 +40,9 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let namespaces = namespaces.clone();
-        async move { namespaces.synced().await }.boxed()
-    };
+    let synced = informers::all_synced([namespaces.until_synced()]);
     let reconciler = Namespaces { client: ctx.client.clone(), namespaces };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
-}
-
-fn api_resource(r: &ResourceInfo) -> ApiResource {
-    ApiResource {
-        group: r.group.into(),
-        version: r.version.into(),
-        api_version: r.api_version(),
-        kind: r.kind.into(),
-        plural: r.plural.into(),
-    }
 }
 
 struct Namespaces {

@@ -16,7 +16,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::queue::Queue;
 use crate::{Context, Error};
 
@@ -81,10 +81,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let nodes = nodes.clone();
-        async move { nodes.synced().await }.boxed()
-    };
+    let synced = informers::all_synced([nodes.until_synced()]);
     let reconciler = Ipam {
         client: ctx.client.clone(),
         recorder: ctx.recorder.clone(),

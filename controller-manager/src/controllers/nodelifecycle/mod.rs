@@ -26,7 +26,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::queue::Queue;
 use crate::{Context, Error};
 use plan::Eviction;
@@ -77,15 +77,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (a, b, c) = (nodes.clone(), leases.clone(), pods.clone());
-        async move {
-            a.synced().await;
-            b.synced().await;
-            c.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([nodes.until_synced(), leases.until_synced(), pods.until_synced()]);
     let reconciler = Lifecycle {
         client: ctx.client.clone(),
         recorder: ctx.recorder.clone(),

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Preconditions};
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::pods::{key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -48,14 +48,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (a, b) = (nodes.clone(), pods.clone());
-        async move {
-            a.synced().await;
-            b.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([nodes.until_synced(), pods.until_synced()]);
     let reconciler = PodGc { client: ctx.client.clone(), nodes, pods };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::controller::{Controller, Reconcile};
 use crate::expectations::Expectations;
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -46,14 +46,7 @@ pub fn new(ctx: &Context) -> Controller {
         let (sets, queue, expectations) = (sets.clone(), queue.clone(), expectations.clone());
         pods.on_change(move |change| pod_changed(&sets, &queue, &expectations, change));
     }
-    let synced = {
-        let (sets, pods) = (sets.clone(), pods.clone());
-        async move {
-            sets.synced().await;
-            pods.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([sets.until_synced(), pods.until_synced()]);
     let reconciler =
         ReplicaSets { client: ctx.client.clone(), recorder: ctx.recorder.clone(), sets, pods, expectations };
     Controller {

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 
 use crate::controller::{Controller, Reconcile};
-use crate::informers::{Change, Informer};
+use crate::informers::{self, Change, Informer};
 use crate::queue::Queue;
 use crate::{Context, Error};
 
@@ -40,14 +40,7 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (namespaces, accounts) = (namespaces.clone(), accounts.clone());
-        async move {
-            namespaces.synced().await;
-            accounts.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([namespaces.until_synced(), accounts.until_synced()]);
     let reconciler = ServiceAccounts { client: ctx.client.clone(), namespaces, accounts };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }

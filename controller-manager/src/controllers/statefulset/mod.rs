@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::controller::{Controller, Reconcile};
 use crate::controllers::daemonset::{claim_pods, pod_changed};
-use crate::informers::Informer;
+use crate::informers::{self, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
@@ -61,16 +61,12 @@ pub fn new(ctx: &Context) -> Controller {
             }
         });
     }
-    let synced = {
-        let (sets, pods, revisions, claims) = (sets.clone(), pods.clone(), revisions.clone(), claims.clone());
-        async move {
-            sets.synced().await;
-            pods.synced().await;
-            revisions.synced().await;
-            claims.synced().await;
-        }
-        .boxed()
-    };
+    let synced = informers::all_synced([
+        sets.until_synced(),
+        pods.until_synced(),
+        revisions.until_synced(),
+        claims.until_synced(),
+    ]);
     let reconciler =
         StatefulSets { client: ctx.client.clone(), recorder: ctx.recorder.clone(), sets, pods, revisions, claims };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
