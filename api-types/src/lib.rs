@@ -7,6 +7,7 @@
 //!   `metav1.LabelSelector`, and matched against an object's labels.
 //! - [`cron`]: CronJob schedules, parsed with upstream's messages, and their next run time.
 //! - [`fields`]: field selectors (`spec.nodeName=n1,status.phase!=Running`).
+//! - [`quota`]: what an object counts for in a ResourceQuota, and upstream's refusal messages.
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`, `1.5Gi`) parsed to exact values.
 //! - [`names`]: DNS-1123 and qualified-name validation with upstream's error messages.
 //! - [`schema`]: the OpenAPI definitions of the served kinds, generated from the k8s-openapi
@@ -24,6 +25,7 @@ pub mod labels;
 pub mod names;
 pub mod protobuf;
 pub mod quantity;
+pub mod quota;
 pub mod registry;
 pub mod schema;
 pub mod strategic_merge;

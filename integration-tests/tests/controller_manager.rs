@@ -1265,3 +1265,54 @@ async fn evictions_spend_a_disruption_budget_and_stop_at_its_minimum() -> Result
     pods.evict(&unready, &kube::api::EvictParams::default()).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_quota_counts_usage_and_refuses_what_would_exceed_it() -> Result<()> {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let quota: ResourceQuota = serde_json::from_value(json!({
+        "metadata": {"name": "q"},
+        "spec": {"hard": {"pods": "2", "requests.memory": "1Gi"}},
+    }))?;
+    quotas.create(&PostParams::default(), &quota).await?;
+    eventually(30, "the quota counted", || async {
+        let used = quotas.get("q").await?.status.and_then(|s| s.used).unwrap_or_default();
+        Ok((used.get("pods").map(|q| q.0.as_str()) == Some("0")).then_some(()))
+    })
+    .await?;
+    let pod = |name: &str, memory: Option<&str>| -> Result<Pod> {
+        let resources = memory.map(|m| json!({"requests": {"memory": m}})).unwrap_or(json!({}));
+        Ok(serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]},
+        }))?)
+    };
+    let refusal = |result: kube::Result<Pod>| -> Result<String> {
+        match result {
+            Err(kube::Error::Api(s)) if s.code == 403 => Ok(s.message),
+            other => anyhow::bail!("expected a 403, got {other:?}"),
+        }
+    };
+    pods.create(&PostParams::default(), &pod("a", Some("256Mi"))?).await?;
+    pods.create(&PostParams::default(), &pod("b", Some("256Mi"))?).await?;
+    let message = refusal(pods.create(&PostParams::default(), &pod("c", Some("256Mi"))?).await)?;
+    assert_eq!(message, "pods \"c\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2");
+    let message = refusal(pods.create(&PostParams::default(), &pod("d", None)?).await)?;
+    assert_eq!(message, "pods \"d\" is forbidden: failed quota: q: must specify requests.memory");
+
+    // A pod goes; once the controller has recounted, there is room again.
+    pods.delete("a", &DeleteParams::default()).await?;
+    eventually(30, "the quota recounted", || async {
+        let used = quotas.get("q").await?.status.and_then(|s| s.used).unwrap_or_default();
+        Ok((used.get("pods").map(|q| q.0.as_str()) == Some("1")).then_some(()))
+    })
+    .await?;
+    pods.create(&PostParams::default(), &pod("c", Some("256Mi"))?).await?;
+    let used = quotas.get("q").await?.status.and_then(|s| s.used).unwrap_or_default();
+    assert_eq!(used.get("requests.memory").map(|q| q.0.as_str()), Some("512Mi"));
+    Ok(())
+}

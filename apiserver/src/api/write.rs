@@ -138,6 +138,9 @@ impl Api {
         self.admit(resource, &mut obj, None)?;
         if let Some(ns) = &namespace {
             self.check_namespace_open(resource, ns).await?;
+            if !query.dry_run()? {
+                self.charge_quotas(resource, ns, &obj).await?;
+            }
         }
         let name = object::name(&obj).to_string();
         let key = self.key(resource, namespace.as_deref(), &name);
@@ -253,6 +256,80 @@ impl Api {
                 "{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 resource.group_resource()
             )));
+        }
+        Ok(())
+    }
+
+    /// ResourceQuota admission: the object's usage is added to every quota of its namespace
+    /// that limits it, each with a conditional write, or the create is refused (403) in
+    /// upstream's words. The quota controller recomputes `used` from the objects, so a create
+    /// that fails after this only over-counts until its next pass.
+    async fn charge_quotas(&self, resource: &ResourceInfo, ns: &str, obj: &Value) -> Result<(), Error> {
+        let Some(quotas) = api_types::registry::by_plural("", "v1", "resourcequotas") else { return Ok(()) };
+        let prefix = object::list_prefix(&self.root, quotas, Some(ns));
+        // Most namespaces have no quota: the watch cache says so without a read of etcd.
+        if self.cache(quotas).snapshot(&prefix).0.is_empty() {
+            return Ok(());
+        }
+        let delta = api_types::quota::usage(resource.group, resource.plural, obj);
+        if delta.is_empty() {
+            return Ok(());
+        }
+        let forbidden = |message: String| {
+            Error::Forbidden(format!("{} {:?} is forbidden: {message}", resource.group_resource(), object::name(obj)))
+        };
+        let page = self.store.list_all(&prefix).await?;
+        for first in page.kvs {
+            let mut kv = first;
+            for attempt in 0..MAX_RETRIES * 4 {
+                let mut quota = object::decode_from_storage(&kv.value, kv.mod_revision)
+                    .map_err(|e| Error::Internal(format!("stored object {} is not valid JSON: {e}", kv.key)))?;
+                let name = object::name(&quota).to_string();
+                let hard = quota_map(&quota["spec"]["hard"]);
+                let limited: Vec<&String> = delta.keys().filter(|k| hard.contains_key(*k)).collect();
+                if limited.is_empty() {
+                    break;
+                }
+                if resource.plural == "pods" && resource.group.is_empty() {
+                    let missing = api_types::quota::unspecified(&hard, obj);
+                    if !missing.is_empty() {
+                        return Err(forbidden(format!("failed quota: {name}: must specify {}", missing.join(","))));
+                    }
+                }
+                let used_known = quota["status"]["used"].as_object().cloned().unwrap_or_default();
+                let unknown: Vec<&str> =
+                    limited.iter().filter(|k| !used_known.contains_key(k.as_str())).map(|k| k.as_str()).collect();
+                if !unknown.is_empty() {
+                    return Err(forbidden(format!(
+                        "status unknown for quota: {name}, resources: {}",
+                        unknown.join(",")
+                    )));
+                }
+                let used = quota_map(&quota["status"]["used"]);
+                let over = api_types::quota::exceeded(&hard, &used, &delta);
+                if !over.is_empty() {
+                    return Err(forbidden(api_types::quota::exceeded_message(&name, &over, &hard, &used, &delta)));
+                }
+                for key in limited {
+                    let total = used.get(key).copied().unwrap_or(0) + delta.get(key).copied().unwrap_or(0);
+                    quota["status"]["used"][key] =
+                        serde_json::to_value(api_types::quota::render(key, total)).unwrap_or_default();
+                }
+                match self.store.update(&kv.key, object::encode_for_storage(&quota), kv.mod_revision, &[], &[]).await {
+                    Ok(_) => break,
+                    // Charged by another create meanwhile: read this quota again.
+                    Err(StorageError::Conflict) if attempt + 1 < MAX_RETRIES * 4 => {
+                        match self.store.get(&kv.key).await?.0 {
+                            Some(fresh) => kv = fresh,
+                            None => break,
+                        }
+                    }
+                    Err(StorageError::Conflict) => {
+                        return Err(forbidden("quota usage kept changing; try again".into()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         Ok(())
     }
@@ -1000,6 +1077,13 @@ fn counts_against_budget(pod: &Value) -> bool {
         .and_then(Value::as_array)
         .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
     !matches!(phase, "Succeeded" | "Failed") && pod.pointer("/metadata/deletionTimestamp").is_none() && ready
+}
+
+/// A quota's `hard` or `used` map, parsed.
+fn quota_map(v: &Value) -> std::collections::BTreeMap<String, i128> {
+    let map: std::collections::BTreeMap<String, api_types::k8s_openapi::apimachinery::pkg::api::resource::Quantity> =
+        serde_json::from_value(v.clone()).unwrap_or_default();
+    api_types::quota::parse(&map)
 }
 
 fn is_finalized(obj: &Value) -> bool {

@@ -13,6 +13,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
 
@@ -45,6 +46,7 @@ pub const REGISTRY: &[Entry] = &[
     Entry { name: job::NAME, on_by_default: true, new: job::new },
     Entry { name: cronjob::NAME, on_by_default: true, new: cronjob::new },
     Entry { name: disruption::NAME, on_by_default: true, new: disruption::new },
+    Entry { name: resourcequota::NAME, on_by_default: true, new: resourcequota::new },
 ];
 
 /// The controllers `*` turns on.
