@@ -11,6 +11,7 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod owned;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;

@@ -25,6 +25,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 
 use crate::controller::{Controller, Reconcile};
+use crate::controllers::owned;
 use crate::expectations::Expectations;
 use crate::informers::{self, Change, Informer};
 use crate::pods::{self, key, split_key};
@@ -49,7 +50,7 @@ pub fn new(ctx: &Context) -> Controller {
         let (jobs, queue, expectations) = (jobs.clone(), queue.clone(), expectations.clone());
         pods.on_change(move |change| {
             let pod = change.object();
-            let Some(job) = owner(&jobs, pod) else { return };
+            let Some(job) = owned::owner(&jobs, pod) else { return };
             let k = key(&job.metadata);
             let uid = pod.metadata.uid.as_deref().unwrap_or("");
             match change {
@@ -68,12 +69,6 @@ pub fn new(ctx: &Context) -> Controller {
     let synced = informers::all_synced([jobs.until_synced(), pods.until_synced()]);
     let reconciler = Jobs { client: ctx.client.clone(), recorder: ctx.recorder.clone(), jobs, pods, expectations };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
-}
-
-fn owner(jobs: &Informer<Job>, pod: &Pod) -> Option<Arc<Job>> {
-    let r = pods::controller_of(&pod.metadata).filter(|r| r.kind == "Job")?;
-    let job = jobs.get(pod.metadata.namespace.as_deref().unwrap_or(""), &r.name)?;
-    (job.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(job)
 }
 
 fn finished(job: &Job) -> Option<Timestamp> {

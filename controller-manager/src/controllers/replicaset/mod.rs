@@ -18,16 +18,16 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use serde_json::json;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 
 use crate::controller::{Controller, Reconcile};
+use crate::controllers::owned;
 use crate::expectations::Expectations;
 use crate::informers::{self, Change, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
 use crate::{Context, Error};
-use plan::{Claim, Failure, Scale};
+use plan::{Failure, Scale};
 
 pub const NAME: &str = "replicaset-controller";
 /// Pod writes of one reconcile in flight at once.
@@ -44,7 +44,19 @@ pub fn new(ctx: &Context) -> Controller {
     }
     {
         let (sets, queue, expectations) = (sets.clone(), queue.clone(), expectations.clone());
-        pods.on_change(move |change| pod_changed(&sets, &queue, &expectations, change));
+        pods.on_change(move |change| {
+            owned::pod_changed(&sets, selector, &queue, Some(&expectations), change);
+            // A pod that just became ready becomes available minReadySeconds later.
+            if let Change::Applied { old: Some(old), new } = change
+                && let Some(set) = owned::owner(&sets, new)
+            {
+                let min_ready = set.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+                if min_ready > 0 && !pods::is_ready(old) && pods::is_ready(new) {
+                    let after = Duration::from_secs(u64::try_from(min_ready).unwrap_or(0) + 1);
+                    queue.add_after(key(&set.metadata), after);
+                }
+            }
+        });
     }
     let synced = informers::all_synced([sets.until_synced(), pods.until_synced()]);
     let reconciler =
@@ -58,91 +70,9 @@ pub fn new(ctx: &Context) -> Controller {
     }
 }
 
-/// The set that controls `pod`, if it is in the cache with that UID.
-fn owner(sets: &Informer<ReplicaSet>, pod: &Pod) -> Option<Arc<ReplicaSet>> {
-    let r = pods::controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet")?;
-    let set = sets.get(pod.metadata.namespace.as_deref().unwrap_or(""), &r.name)?;
-    (set.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(set)
-}
-
-/// Every set of the pod's namespace whose selector matches it (for an orphan to be adopted).
-fn matching_sets(sets: &Informer<ReplicaSet>, pod: &Pod) -> Vec<Arc<ReplicaSet>> {
-    let empty = Default::default();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    sets.list(pod.metadata.namespace.as_deref().unwrap_or(""))
-        .into_iter()
-        .filter(|s| selector(s).is_ok_and(|sel| !sel.is_empty() && sel.matches(labels)))
-        .collect()
-}
-
 fn selector(set: &ReplicaSet) -> Result<LabelSelector, Error> {
     let sel = set.spec.as_ref().map(|s| &s.selector).cloned().unwrap_or_default();
     LabelSelector::from_label_selector(&sel).map_err(|e| Error::Config(format!("selector: {e}")))
-}
-
-fn pod_changed(sets: &Informer<ReplicaSet>, queue: &Queue, expectations: &Expectations, change: &Change<Pod>) {
-    match change {
-        Change::Applied { old: None, new } => {
-            if let Some(set) = owner(sets, new) {
-                let k = key(&set.metadata);
-                if new.metadata.deletion_timestamp.is_some() {
-                    expectations.deletion_observed(&k, new.metadata.uid.as_deref().unwrap_or(""));
-                } else {
-                    expectations.creation_observed(&k);
-                }
-                queue.add(k);
-            } else if pods::controller_of(&new.metadata).is_none() {
-                for set in matching_sets(sets, new) {
-                    queue.add(key(&set.metadata));
-                }
-            }
-        }
-        Change::Applied { old: Some(old), new } => {
-            if old.metadata.resource_version == new.metadata.resource_version {
-                return;
-            }
-            let old_owner = owner(sets, old);
-            let new_owner = owner(sets, new);
-            if let Some(set) = &new_owner
-                && new.metadata.deletion_timestamp.is_some()
-                && old.metadata.deletion_timestamp.is_none()
-            {
-                expectations.deletion_observed(&key(&set.metadata), new.metadata.uid.as_deref().unwrap_or(""));
-            }
-            if let Some(set) = old_owner.filter(|o| new_owner.as_ref().is_none_or(|n| n.metadata.uid != o.metadata.uid))
-            {
-                queue.add(key(&set.metadata));
-            }
-            match new_owner {
-                Some(set) => {
-                    let k = key(&set.metadata);
-                    // A pod that just became ready becomes available minReadySeconds later.
-                    let min_ready = set.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
-                    if min_ready > 0 && !pods::is_ready(old) && pods::is_ready(new) {
-                        queue.add_after(k.clone(), Duration::from_secs(u64::try_from(min_ready).unwrap_or(0) + 1));
-                    }
-                    queue.add(k);
-                }
-                None if pods::controller_of(&new.metadata).is_none() => {
-                    let mut candidates = matching_sets(sets, new);
-                    if old.metadata.labels != new.metadata.labels {
-                        candidates.extend(matching_sets(sets, old));
-                    }
-                    for set in candidates {
-                        queue.add(key(&set.metadata));
-                    }
-                }
-                None => {}
-            }
-        }
-        Change::Deleted(pod) => {
-            if let Some(set) = owner(sets, pod) {
-                let k = key(&set.metadata);
-                expectations.deletion_observed(&k, pod.metadata.uid.as_deref().unwrap_or(""));
-                queue.add(k);
-            }
-        }
-    }
 }
 
 struct ReplicaSets {
@@ -175,7 +105,7 @@ impl ReplicaSets {
         };
         // Read before the pods, so a creation seen in between cannot be counted twice.
         let needs_sync = self.expectations.satisfied(key);
-        let owned = self.claim(&set, &selector).await?;
+        let owned = owned::claim_pods(&self.client, set.as_ref(), &selector, self.pods.list(ns)).await?;
         let active: Vec<Arc<Pod>> = owned.iter().filter(|p| pods::is_active(p)).cloned().collect();
         let spec = set.spec.clone().unwrap_or_default();
         let mut failure = None;
@@ -208,52 +138,6 @@ impl ReplicaSets {
         }
         let waiting = status.ready_replicas.unwrap_or(0) > status.available_replicas.unwrap_or(0);
         Ok((min_ready > 0 && waiting).then(|| Duration::from_secs(u64::try_from(min_ready).unwrap_or(0))))
-    }
-
-    /// The set's pods after adopting matching orphans and releasing pods that stopped matching.
-    async fn claim(&self, set: &ReplicaSet, selector: &LabelSelector) -> Result<Vec<Arc<Pod>>, Error> {
-        let uid = set.metadata.uid.as_deref().unwrap_or("");
-        let deleting = set.metadata.deletion_timestamp.is_some();
-        let ns = set.metadata.namespace.as_deref().unwrap_or("");
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let mut owned = Vec::new();
-        for pod in self.pods.list(ns) {
-            let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-            let mut references = pod.metadata.owner_references.clone().unwrap_or_default();
-            match plan::claim(uid, deleting, selector, &pod) {
-                Claim::Owned => owned.push(pod),
-                Claim::Ignore => {}
-                Claim::Adopt => {
-                    references.push(pods::controller_reference(set));
-                    let patch = json!({"metadata": {
-                        "ownerReferences": references,
-                        "resourceVersion": pod.metadata.resource_version,
-                    }});
-                    match api.patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                        Ok(adopted) => {
-                            tracing::info!(replicaset = %key(&set.metadata), pod = pod_name, "adopted");
-                            owned.push(Arc::new(adopted));
-                        }
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Claim::Release => {
-                    references.retain(|r| r.uid != uid);
-                    let references = (!references.is_empty()).then_some(references);
-                    let patch = json!({"metadata": {
-                        "ownerReferences": references,
-                        "resourceVersion": pod.metadata.resource_version,
-                    }});
-                    match api.patch(pod_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                        Ok(_) => tracing::info!(replicaset = %key(&set.metadata), pod = pod_name, "released"),
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Ok(owned)
     }
 
     /// Creates or deletes pods towards `spec.replicas`; on failure, the condition reason.

@@ -25,7 +25,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use serde_json::json;
 
 use crate::controller::{Controller, Reconcile};
-use crate::controllers::daemonset::{claim_pods, pod_changed};
+use crate::controllers::owned::{claim_pods, pod_changed};
 use crate::informers::{self, Informer};
 use crate::pods::{self, key, split_key};
 use crate::queue::Queue;
