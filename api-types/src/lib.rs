@@ -7,6 +7,8 @@
 //!   `metav1.LabelSelector`, and matched against an object's labels.
 //! - [`cron`]: CronJob schedules, parsed with upstream's messages, and their next run time.
 //! - [`fields`]: field selectors (`spec.nodeName=n1,status.phase!=Running`).
+//! - [`limits`]: LimitRange admission (upstream's LimitRanger): container defaults and the
+//!   minimums, maximums and ratios a namespace's LimitRanges hold pods and claims to.
 //! - [`quota`]: what an object counts for in a ResourceQuota, and upstream's refusal messages.
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`, `1.5Gi`) parsed to exact values.
 //! - [`names`]: DNS-1123 and qualified-name validation with upstream's error messages.
@@ -22,6 +24,7 @@ pub use k8s_openapi;
 pub mod cron;
 pub mod fields;
 pub mod labels;
+pub mod limits;
 pub mod names;
 pub mod protobuf;
 pub mod quantity;

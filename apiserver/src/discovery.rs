@@ -4,6 +4,8 @@
 use api_types::registry::{self, ResourceInfo, group_version};
 use serde_json::{Value, json};
 
+use crate::api::resource_metrics;
+
 const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 /// The Kubernetes version rkube speaks (k8s-openapi's `v1_33`).
@@ -48,11 +50,24 @@ pub fn groups() -> Value {
             names.push(g);
         }
     }
-    let groups: Vec<Value> = names.into_iter().map(group_entry).collect();
+    let mut groups: Vec<Value> = names.into_iter().map(group_entry).collect();
+    groups.push(metrics_group());
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
+/// `metrics.k8s.io`, served by the API server itself rather than from the registry.
+fn metrics_group() -> Value {
+    let version = json!({ "groupVersion": group_version(resource_metrics::GROUP, resource_metrics::VERSION), "version": resource_metrics::VERSION });
+    json!({ "name": resource_metrics::GROUP, "versions": [version.clone()], "preferredVersion": version })
+}
+
 pub fn group(name: &str) -> Option<Value> {
+    if name == resource_metrics::GROUP {
+        let mut g = metrics_group();
+        g["kind"] = "APIGroup".into();
+        g["apiVersion"] = "v1".into();
+        return Some(g);
+    }
     registry::group_versions().iter().any(|(g, _)| *g == name && !g.is_empty()).then(|| {
         let mut g = group_entry(name);
         g["kind"] = "APIGroup".into();
@@ -74,6 +89,9 @@ fn subresource_kind(r: &ResourceInfo, sub: &str) -> (String, &'static str, &'sta
 }
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (resource_metrics::GROUP, resource_metrics::VERSION) {
+        return Some(resource_metrics::resource_list());
+    }
     if !registry::group_versions().contains(&(group, version)) {
         return None;
     }
@@ -153,5 +171,6 @@ mod tests {
         let autoscaling = group("autoscaling").expect("autoscaling");
         assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
         assert!(group("nope").is_none() && resource_list("apps", "v9").is_none());
+        assert!(names.contains(&"metrics.k8s.io") && group("metrics.k8s.io").is_some());
     }
 }

@@ -67,6 +67,16 @@ pub enum Path {
     OpenApiV3,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`
     OpenApiV3GroupVersion(String, String),
+    /// A GET under `/apis/metrics.k8s.io/v1beta1/`.
+    ResourceMetrics(MetricsRequest),
+}
+
+/// `metrics.k8s.io/v1beta1` nodes or pods (in a namespace, or all), one by name or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsRequest {
+    pub pods: bool,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,10 +106,27 @@ pub fn parse(method: &http::Method, path: &str, query: &Query) -> Result<Target,
         ["openapi", "v3", "apis", group, version] => {
             plain(Path::OpenApiV3GroupVersion((*group).to_string(), (*version).to_string()))
         }
+        ["apis", "metrics.k8s.io", "v1beta1", rest @ ..] => metrics(method, rest),
         ["api", version, rest @ ..] => resource(method, "", version, rest, query),
         ["apis", group, version, rest @ ..] => resource(method, group, version, rest, query),
         _ => Err(Error::PathNotFound),
     }
+}
+
+fn metrics(method: &http::Method, rest: &[&str]) -> Result<Target, Error> {
+    let owned = |s: &&str| (*s).to_string();
+    let (pods, namespace, name) = match rest {
+        ["nodes", name @ ..] if name.len() <= 1 => (false, None, name.first().map(owned)),
+        ["pods"] => (true, None, None),
+        ["namespaces", ns, "pods", name @ ..] if name.len() <= 1 => (true, Some(owned(ns)), name.first().map(owned)),
+        _ => return Err(Error::PathNotFound),
+    };
+    if method != http::Method::GET {
+        return Err(Error::MethodNotAllowed(format!(
+            "the server does not allow this method on the requested resource: {method}"
+        )));
+    }
+    Ok(Target::Path(Path::ResourceMetrics(MetricsRequest { pods, namespace, name })))
 }
 
 fn resource(method: &http::Method, group: &str, version: &str, rest: &[&str], query: &Query) -> Result<Target, Error> {
@@ -231,6 +258,27 @@ mod tests {
         assert_eq!(r.namespace.as_deref(), Some("default"));
         assert_eq!(r.name.as_deref(), Some("web"));
         assert_eq!(r.subresource.as_deref(), Some("status"));
+    }
+
+    #[test]
+    fn resource_metrics_paths_name_nodes_or_pods() {
+        let metrics = |method: Method, path: &str| match parse(&method, path, &Query::parse(None)) {
+            Ok(Target::Path(Path::ResourceMetrics(m))) => Ok(m),
+            Ok(other) => panic!("{path}: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        let m = |pods, ns: Option<&str>, name: Option<&str>| MetricsRequest {
+            pods,
+            namespace: ns.map(str::to_string),
+            name: name.map(str::to_string),
+        };
+        let base = "/apis/metrics.k8s.io/v1beta1";
+        assert_eq!(metrics(Method::GET, &format!("{base}/nodes")), Ok(m(false, None, None)));
+        assert_eq!(metrics(Method::GET, &format!("{base}/nodes/n1")), Ok(m(false, None, Some("n1"))));
+        assert_eq!(metrics(Method::GET, &format!("{base}/pods")), Ok(m(true, None, None)));
+        assert_eq!(metrics(Method::GET, &format!("{base}/namespaces/a/pods/p")), Ok(m(true, Some("a"), Some("p"))));
+        assert!(metrics(Method::DELETE, &format!("{base}/nodes/n1")).is_err());
+        assert!(metrics(Method::GET, &format!("{base}/services")).is_err());
     }
 
     #[test]

@@ -244,6 +244,7 @@ async fn route(
                 crate::api::representation(req.headers())?;
                 Ok(bytes_response(StatusCode::OK, "application/json", openapi::documents(&state.api.definitions).v2()))
             }
+            Path::ResourceMetrics(m) => state.api.resource_metrics(&m, &query).await,
             Path::Healthz | Path::Livez | Path::Readyz => unreachable!("answered above"),
         },
         Target::Resource(r) => {

@@ -18,6 +18,11 @@ pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
 pub const DEFAULT_NODE_CIDR_MASK_SIZE: u8 = 24;
 /// How long a node may be silent before it is Ready=Unknown (upstream's default).
 pub const DEFAULT_NODE_MONITOR_GRACE_PERIOD: Duration = Duration::from_secs(40);
+/// Where on each node the local-path provisioner makes its volumes' directories.
+pub const DEFAULT_LOCAL_PATH_DIR: &str = "/var/lib/rkube/local-path";
+/// The image of the pods that remove a deleted local-path volume's directory: the kubelet's
+/// sandbox image, a static busybox every node already has.
+pub const DEFAULT_LOCAL_PATH_HELPER_IMAGE: &str = "rkube/pause:1";
 
 #[derive(Debug, clap::Parser)]
 #[command(name = "rk-controller-manager", about = "Runs the controllers that turn intent into pods.")]
@@ -62,6 +67,32 @@ pub struct Args {
     /// Deployments reconciled at once.
     #[arg(long, env = "RK_CONCURRENT_DEPLOYMENT_SYNCS", default_value_t = DEFAULT_CONCURRENT_SYNCS)]
     pub concurrent_deployment_syncs: usize,
+    /// Make the `local-path` StorageClass (rkube.io/local-path, WaitForFirstConsumer, Delete) at
+    /// start if it is missing; it is the default class unless another one is.
+    #[arg(long, env = "RK_DEFAULT_STORAGE_CLASS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub default_storage_class: bool,
+    /// Directory on each node under which local-path volumes are made.
+    #[arg(long, env = "RK_LOCAL_PATH_DIR", default_value = DEFAULT_LOCAL_PATH_DIR)]
+    pub local_path_dir: PathBuf,
+    /// Image of the pods that remove deleted local-path volumes' directories; it must have
+    /// /bin/busybox.
+    #[arg(long, env = "RK_LOCAL_PATH_HELPER_IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
+    pub local_path_helper_image: String,
+    /// How often each HorizontalPodAutoscaler is looked at.
+    #[arg(long, env = "RK_HPA_SYNC_PERIOD", default_value = "15s", value_parser = daemon::parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// The scale-down stabilization window of autoscalers that set none themselves.
+    #[arg(long, env = "RK_HPA_DOWNSCALE_STABILIZATION", default_value = "5m", value_parser = daemon::parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// Usage ratios this close to 1 change nothing.
+    #[arg(long, env = "RK_HPA_TOLERANCE", default_value_t = 0.1)]
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    /// After a pod starts, how long its cpu samples count only once it is ready.
+    #[arg(long, env = "RK_HPA_CPU_INITIALIZATION_PERIOD", default_value = "5m", value_parser = daemon::parse_duration)]
+    pub horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// After a pod starts, how long readiness changes are taken as start-up.
+    #[arg(long, env = "RK_HPA_INITIAL_READINESS_DELAY", default_value = "30s", value_parser = daemon::parse_duration)]
+    pub horizontal_pod_autoscaler_initial_readiness_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +108,11 @@ pub struct Config {
     pub node_monitor_grace_period: Duration,
     pub concurrent_replicaset_syncs: usize,
     pub concurrent_deployment_syncs: usize,
+    /// Make the `local-path` StorageClass at start.
+    pub default_storage_class: bool,
+    pub local_path_dir: PathBuf,
+    pub local_path_helper_image: String,
+    pub hpa: crate::controllers::podautoscaler::Settings,
 }
 
 impl Config {
@@ -92,6 +128,10 @@ impl Config {
             node_monitor_grace_period: DEFAULT_NODE_MONITOR_GRACE_PERIOD,
             concurrent_replicaset_syncs: DEFAULT_CONCURRENT_SYNCS,
             concurrent_deployment_syncs: DEFAULT_CONCURRENT_SYNCS,
+            default_storage_class: true,
+            local_path_dir: PathBuf::from(DEFAULT_LOCAL_PATH_DIR),
+            local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.into(),
+            hpa: crate::controllers::podautoscaler::Settings::default(),
         }
     }
 }
@@ -129,6 +169,9 @@ impl TryFrom<Args> for Config {
         if args.concurrent_deployment_syncs == 0 {
             return Err(Error::Config("--concurrent-deployment-syncs must be at least 1".into()));
         }
+        if !args.local_path_dir.is_absolute() {
+            return Err(Error::Config(format!("--local-path-dir {:?} must be absolute", args.local_path_dir)));
+        }
         Ok(Config {
             kubeconfig: args.kubeconfig,
             controllers,
@@ -139,6 +182,16 @@ impl TryFrom<Args> for Config {
             node_monitor_grace_period: args.node_monitor_grace_period,
             concurrent_replicaset_syncs: args.concurrent_replicaset_syncs,
             concurrent_deployment_syncs: args.concurrent_deployment_syncs,
+            default_storage_class: args.default_storage_class,
+            local_path_dir: args.local_path_dir,
+            local_path_helper_image: args.local_path_helper_image,
+            hpa: crate::controllers::podautoscaler::Settings {
+                sync_period: args.horizontal_pod_autoscaler_sync_period,
+                downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
+                tolerance: args.horizontal_pod_autoscaler_tolerance,
+                cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
+                initial_readiness_delay: args.horizontal_pod_autoscaler_initial_readiness_delay,
+            },
         })
     }
 }

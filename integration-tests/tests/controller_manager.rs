@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use futures::StreamExt;
 use integration_tests::{Cluster, ControllerManager, eventually};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ReplicationController, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -179,6 +179,63 @@ async fn a_large_replicaset_gets_exactly_its_pods_across_a_controller_manager_cr
     assert_eq!(pods.list(&ListParams::default()).await?.items.len(), 300);
     let ever = seen.lock().map(|s| s.len()).unwrap_or_default();
     assert_eq!(ever, 300, "pods that ever existed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_controller_keeps_its_pods_like_a_replica_set_and_kubectl_scales_it() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
+    // No selector: core/v1 defaults it from the template's labels.
+    let rc: ReplicationController = serde_json::from_value(json!({
+        "metadata": {"name": "legacy"},
+        "spec": {"replicas": 3, "template": {
+            "metadata": {"labels": {"app": "legacy"}},
+            "spec": {"containers": [{"name": "app", "image": "rkube/pause:1"}]},
+        }},
+    }))?;
+    let rc = rcs.create(&PostParams::default(), &rc).await?;
+    let uid = rc.metadata.uid.clone().unwrap_or_default();
+    let owned =
+        |n: usize| {
+            let (pods, uid) = (&pods, &uid);
+            async move {
+                let list = pods.list(&ListParams::default().labels("app=legacy")).await?.items;
+                let mine: Vec<Pod> =
+                    list.into_iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .filter(|p| {
+                            p.metadata.owner_references.iter().flatten().any(|r| {
+                                r.uid == *uid && r.kind == "ReplicationController" && r.controller == Some(true)
+                            })
+                        })
+                        .collect();
+                Ok((mine.len() == n).then_some(mine))
+            }
+        };
+    let three = eventually(30, "3 pods of rc/legacy", || owned(3)).await?;
+    for p in &three {
+        mark_ready(&pods, p.metadata.name.as_deref().unwrap_or_default()).await?;
+    }
+    eventually(30, "status 3 ready", || async {
+        let status = rcs.get("legacy").await?.status.unwrap_or_default();
+        Ok((status.replicas == 3 && status.ready_replicas == Some(3) && status.available_replicas == Some(3))
+            .then_some(()))
+    })
+    .await?;
+    // A pod deleted by hand is replaced.
+    let victim = three[0].metadata.name.clone().unwrap_or_default();
+    pods.delete(&victim, &DeleteParams::default()).await?;
+    eventually(30, "a replacement", || async {
+        Ok(owned(3).await?.filter(|ps| ps.iter().all(|p| p.metadata.name.as_deref() != Some(victim.as_str()))))
+    })
+    .await?;
+    let out = kubectl(&c.api.kubeconfig, &["scale", "rc", "legacy", "--replicas=1"])?;
+    assert!(out.contains("replicationcontroller/legacy scaled"), "{out}");
+    eventually(30, "1 pod of rc/legacy", || owned(1)).await?;
     Ok(())
 }
 
@@ -1165,7 +1222,7 @@ fn history(kubeconfig: &std::path::Path) -> Result<Vec<u32>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stock_kubectl_rollout_status_history_undo_and_restart_work() -> Result<()> {
+async fn stock_kubectl_rollout_set_image_undo_pause_resume_restart_and_cascading_deletes_work() -> Result<()> {
     let c = Cluster::start().await?;
     let client = c.client().await?;
     let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
@@ -1199,6 +1256,49 @@ async fn stock_kubectl_rollout_status_history_undo_and_restart_work() -> Result<
     let busy: Vec<ReplicaSet> =
         sets.list(&ListParams::default()).await?.items.into_iter().filter(|rs| spec_replicas(rs) > 0).collect();
     assert_eq!(busy.len(), 1, "only the restarted set has replicas");
+
+    // Back to a named revision: revision 2 (busybox:2) becomes 5.
+    let out = kubectl(config, &["rollout", "undo", "deployment/web", "--to-revision=2"])?;
+    assert!(out.contains("deployment.apps/web rolled back"), "{out}");
+    rolled_out()?;
+    assert_eq!(image()?, "busybox:2");
+    assert_eq!(history(config)?, [3, 4, 5]);
+
+    // Paused, a template change makes no new revision until resumed.
+    let out = kubectl(config, &["rollout", "pause", "deployment/web"])?;
+    assert!(out.contains("deployment.apps/web paused"), "{out}");
+    kubectl(config, &["set", "image", "deployment/web", "busybox=busybox:3"])?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(history(config)?, [3, 4, 5], "no rollout while paused");
+    let out = kubectl(config, &["rollout", "resume", "deployment/web"])?;
+    assert!(out.contains("deployment.apps/web resumed"), "{out}");
+    rolled_out()?;
+    assert_eq!(history(config)?, [3, 4, 5, 6]);
+
+    // --cascade=orphan leaves the ReplicaSets and their pods, without the owner.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let before = sets.list(&ListParams::default().labels("app=web")).await?.items.len();
+    kubectl(config, &["delete", "deployment", "web", "--cascade=orphan", "--wait=true"])?;
+    let orphans = eventually(30, "web's sets orphaned", || async {
+        let list = sets.list(&ListParams::default().labels("app=web")).await?.items;
+        Ok(list.iter().all(|rs| rs.metadata.owner_references.as_ref().is_none_or(Vec::is_empty)).then_some(list))
+    })
+    .await?;
+    assert_eq!(orphans.len(), before);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let kept = pods.list(&ListParams::default().labels("app=web")).await?.items;
+    assert_eq!(kept.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).count(), 2, "pods stay");
+
+    // The default (background) deletion takes the sets and pods with it.
+    kubectl(config, &["create", "deployment", "api", "--image=busybox:1", "--replicas=2"])?;
+    kubectl(config, &["rollout", "status", "deployment/api", "--timeout=60s"])?;
+    kubectl(config, &["delete", "deployment", "api"])?;
+    eventually(30, "api's sets and pods gone", || async {
+        let sets = sets.list(&ListParams::default().labels("app=api")).await?.items;
+        let pods = pods.list(&ListParams::default().labels("app=api")).await?.items;
+        Ok((sets.is_empty() && pods.is_empty()).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 

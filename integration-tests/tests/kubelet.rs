@@ -813,7 +813,7 @@ async fn a_claim_bound_to_a_host_path_volume_is_mounted() -> Result<()> {
         }))?;
         claims.create(&PostParams::default(), &pvc).await?;
     }
-    // No binder yet (the controller manager's job): the test binds the claim itself.
+    // No controller manager here (its binder's job): the test binds the claim itself.
     let status =
         json!({"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}});
     claims.patch_status("bound", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status)).await?;

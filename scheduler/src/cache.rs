@@ -2,7 +2,8 @@
 //! they hold, kept up to date from the watch events and from the scheduler's own decisions
 //! (an *assumed* pod counts on its node from the moment it is decided, before the binding is
 //! written, and is forgotten if the binding fails). Decisions read it as their snapshot: one
-//! task owns it, so a decision never sees a half-applied event.
+//! task owns it, so a decision never sees a half-applied event. It also keeps the claims,
+//! volumes and storage classes VolumeBinding reads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -141,6 +142,8 @@ pub struct Cache {
     with_affinity: BTreeMap<String, Arc<PodInfo>>,
     /// How many nodes have each image.
     image_spread: HashMap<String, usize>,
+    /// Claims, volumes and classes, for VolumeBinding.
+    pub volumes: crate::plugins::volume_binding::Volumes,
 }
 
 impl Cache {

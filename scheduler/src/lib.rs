@@ -11,9 +11,11 @@
 //! - [`resources`]: a pod's requests and a node's allocatable, added up the upstream way.
 //! - [`config`], [`metrics`], [`error`].
 //!
-//! [`run`] watches Nodes and Pods (kube-rs reflectors), stands for the leader Lease, and then
-//! decides one pod at a time on the cache, assumes it onto its node at once and writes the
-//! `pods/binding` in the background; a failed binding forgets the assumption and requeues.
+//! [`run`] watches Nodes and Pods (kube-rs reflectors) and the claims, volumes and storage
+//! classes VolumeBinding reads, stands for the leader Lease, and then decides one pod at a time
+//! on the cache, assumes it onto its node at once and writes the `pods/binding` in the
+//! background (after the selected node of its late-binding claims, once they are bound); a
+//! failed binding forgets the assumption and requeues.
 
 pub mod cache;
 pub mod config;
@@ -29,7 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -68,6 +71,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
 enum Update {
     Node(Box<watcher::Event<Node>>),
     Pod(Box<watcher::Event<Pod>>),
+    Claim(Box<watcher::Event<PersistentVolumeClaim>>),
+    Volume(Box<watcher::Event<PersistentVolume>>),
+    Class(Box<watcher::Event<StorageClass>>),
+}
+
+/// Why a binding was not written: the API refused it, or the pod's claims were not bound in
+/// time.
+#[derive(Debug)]
+enum BindError {
+    Api(kube::Error),
+    Volumes(String),
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindError::Api(e) => e.fmt(f),
+            BindError::Volumes(e) => write!(f, "running PreBind plugin \"VolumeBinding\": {e}"),
+        }
+    }
 }
 
 /// The outcome of one binding written in the background.
@@ -75,7 +98,23 @@ struct Bound {
     pod: Arc<Pod>,
     node: String,
     since: Instant,
-    result: Result<(), kube::Error>,
+    result: Result<(), BindError>,
+}
+
+/// A watch of every `K`, its events as [`Update`]s (errors logged and retried with back-off).
+fn watch_all<K>(
+    client: &kube::Client,
+    what: &'static str,
+    update: fn(Box<watcher::Event<K>>) -> Update,
+) -> impl futures::Stream<Item = Update> + use<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(Api::<K>::all(client.clone()), watcher::Config::default()).default_backoff().filter_map(
+        move |e| async move {
+            e.map_err(|e| tracing::warn!(error = %e, "watching {what} failed")).ok().map(|e| update(Box::new(e)))
+        },
+    )
 }
 
 struct Scheduler {
@@ -146,7 +185,14 @@ impl Scheduler {
                         .ok()
                         .map(|e| Update::Pod(Box::new(e)))
                 });
-        let mut updates = std::pin::pin!(futures::stream::select(nodes, pods));
+        let storage = futures::stream::select(
+            watch_all(&self.client, "claims", Update::Claim),
+            futures::stream::select(
+                watch_all(&self.client, "volumes", Update::Volume),
+                watch_all(&self.client, "storage classes", Update::Class),
+            ),
+        );
+        let mut updates = std::pin::pin!(futures::stream::select(futures::stream::select(nodes, pods), storage));
 
         let election = {
             let (client, lease) = (self.client.clone(), config.leader_election.clone());
@@ -167,7 +213,8 @@ impl Scheduler {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let result = loop {
-            let ready = leading && self.synced == (true, true) && self.queue.maybe_ready();
+            let ready =
+                leading && self.synced == (true, true) && self.cache.volumes.synced() && self.queue.maybe_ready();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break Ok(()),
@@ -221,6 +268,19 @@ impl Scheduler {
         match update {
             Update::Node(e) => self.apply_node(*e, nodes, now),
             Update::Pod(e) => self.apply_pod(*e, pods, now),
+            // A claim bound, a volume or class made: pods waiting on them may fit now.
+            Update::Claim(e) => {
+                self.cache.volumes.claims.apply(*e);
+                self.queue.move_all(now);
+            }
+            Update::Volume(e) => {
+                self.cache.volumes.volumes.apply(*e);
+                self.queue.move_all(now);
+            }
+            Update::Class(e) => {
+                self.cache.volumes.classes.apply(*e);
+                self.queue.move_all(now);
+            }
         }
     }
 
@@ -312,11 +372,22 @@ impl Scheduler {
         match decision {
             Decision::Node(node) => {
                 tracing::debug!(pod = %key(&pod), node, looked, "decided");
+                let claims = plugins::volume_binding::to_select(&info, &self.cache.volumes, &node);
                 self.cache.assume(info, &node);
                 let (client, binds, tx) = (self.client.clone(), self.binds.clone(), bound_tx.clone());
                 tokio::spawn(async move {
-                    let _permit = binds.acquire_owned().await;
-                    let result = bind(&client, &pod, &node).await;
+                    let result = async {
+                        if !claims.is_empty() {
+                            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+                            let timeout = plugins::volume_binding::BIND_TIMEOUT;
+                            plugins::volume_binding::prebind(&client, ns, &claims, &node, timeout)
+                                .await
+                                .map_err(BindError::Volumes)?;
+                        }
+                        let _permit = binds.acquire_owned().await;
+                        bind(&client, &pod, &node).await.map_err(BindError::Api)
+                    }
+                    .await;
                     let _ = tx.send(Bound { pod, node, since, result });
                 });
             }
@@ -352,7 +423,7 @@ impl Scheduler {
                 self.cache.forget(&id);
                 match &e {
                     // Gone, or bound by someone else: the watch will tell.
-                    kube::Error::Api(s) if s.code == 404 || s.code == 409 => self.queue.remove(&id),
+                    BindError::Api(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => self.queue.remove(&id),
                     _ => {
                         tracing::warn!(pod = %key(&b.pod), node = %b.node, error = %e, "binding failed; retrying");
                         self.events.pod(

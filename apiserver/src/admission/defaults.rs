@@ -628,6 +628,20 @@ fn cron_job(spec: &mut batch::CronJobSpec) {
 
 fn horizontal_pod_autoscaler(spec: &mut autoscaling::HorizontalPodAutoscalerSpec) {
     spec.min_replicas.get_or_insert(1);
+    // A behavior that is given is completed with upstream's rules; an absent one stays absent
+    // (the controller then applies the older fixed limits). The scale-down window is left
+    // unset, for the controller's --horizontal-pod-autoscaler-downscale-stabilization.
+    if let Some(behavior) = &mut spec.behavior {
+        let policy =
+            |type_: &str, value| autoscaling::HPAScalingPolicy { type_: type_.into(), value, period_seconds: 15 };
+        let up = behavior.scale_up.get_or_insert_default();
+        up.stabilization_window_seconds.get_or_insert(0);
+        up.select_policy.get_or_insert_with(|| "Max".into());
+        up.policies.get_or_insert_with(|| vec![policy("Pods", 4), policy("Percent", 100)]);
+        let down = behavior.scale_down.get_or_insert_default();
+        down.select_policy.get_or_insert_with(|| "Max".into());
+        down.policies.get_or_insert_with(|| vec![policy("Percent", 100)]);
+    }
     if spec.metrics.as_ref().is_none_or(Vec::is_empty) {
         spec.metrics = Some(vec![autoscaling::MetricSpec {
             type_: "Resource".to_string(),

@@ -48,6 +48,7 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         ("", "ConfigMap") => config::validate_config_map(obj, old),
         ("", "Secret") => config::validate_secret(obj, old),
         ("", "Namespace") => validate_namespace(obj),
+        ("", "LimitRange") => validate_limit_range(obj),
         ("", "ReplicationController") => workloads::validate_replication_controller(obj),
         ("apps", "Deployment") => workloads::validate_deployment(obj, old),
         ("apps", "ReplicaSet") => workloads::validate_replica_set(obj, old),
@@ -78,6 +79,29 @@ fn validate_namespace(obj: &Value) -> Vec<FieldError> {
                 finalizer,
                 "name is neither a standard finalizer name nor is it fully qualified",
             ));
+        }
+    }
+    errs
+}
+
+/// A LimitRange's quantities must parse and not be negative (LimitRanger admission skips any
+/// that do not).
+fn validate_limit_range(obj: &Value) -> Vec<FieldError> {
+    let items = obj.pointer("/spec/limits").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut errs = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        for field in ["max", "min", "default", "defaultRequest", "maxLimitRequestRatio"] {
+            let path = Path::new("spec").child("limits").index(i).child(field);
+            for (name, value) in item.get(field).and_then(Value::as_object).into_iter().flatten() {
+                let text = value.as_str().unwrap_or_default();
+                match api_types::quantity::parse_quantity(text.trim()) {
+                    Err(e) => errs.push(FieldError::invalid(path.key(name), text, e.to_string())),
+                    Ok(q) if q.nanos() < 0 => {
+                        errs.push(FieldError::invalid(path.key(name), &q.to_string(), IS_NEGATIVE))
+                    }
+                    Ok(_) => {}
+                }
+            }
         }
     }
     errs

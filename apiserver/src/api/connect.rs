@@ -33,6 +33,22 @@ struct Target {
 
 /// The container a request names, upstream's way: `container` must be one of the pod's; without
 /// it, a pod with one container means that one.
+/// A node's kubelet address (InternalIP) and port (`daemonEndpoints`).
+pub(super) fn kubelet_endpoint(node: &Value) -> Result<(String, u16), Error> {
+    let node_name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let address = node["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["type"] == "InternalIP")
+        .and_then(|a| a["address"].as_str())
+        .ok_or_else(|| Error::BadRequest(format!("node {node_name} has no InternalIP")))?
+        .to_string();
+    let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
+    let port = u16::try_from(port).map_err(|_| Error::Internal(format!("node {node_name}: bad kubelet port")))?;
+    Ok((address, port))
+}
+
 fn choose_container(pod: &Value, name: &str, asked: Option<&str>) -> Result<String, Error> {
     let names = |field: &str| -> Vec<String> {
         pod["spec"][field]
@@ -55,24 +71,13 @@ fn choose_container(pod: &Value, name: &str, asked: Option<&str>) -> Result<Stri
 }
 
 impl Api {
-    /// A node's kubelet address (InternalIP) and port (`daemonEndpoints`).
+    /// A node's kubelet address, read from etcd.
     async fn kubelet_address(&self, node_name: &str) -> Result<(String, u16), Error> {
         let nodes = registry::by_plural("", "v1", "nodes").ok_or(Error::PathNotFound)?;
         let node_key = self.key(nodes, None, node_name);
         let node_kv = self.store.get(&node_key).await?.0.ok_or_else(|| Error::not_found(nodes, node_name))?;
         let node: Value = serde_json::from_slice(&node_kv.value).map_err(|e| Error::Internal(e.to_string()))?;
-        let address = node["status"]["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["type"] == "InternalIP")
-            .and_then(|a| a["address"].as_str())
-            .ok_or_else(|| Error::BadRequest(format!("node {node_name} has no InternalIP")))?
-            .to_string();
-        let port =
-            node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
-        let port = u16::try_from(port).map_err(|_| Error::Internal(format!("node {node_name}: bad kubelet port")))?;
-        Ok((address, port))
+        kubelet_endpoint(&node)
     }
 
     /// `nodes/<name>/proxy/<path>`: a GET of `<path>` on the node's kubelet (its stats, logs,

@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod decode;
 pub mod read;
+pub mod resource_metrics;
 pub mod write;
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@
 //! at the revision read (retrying patches and unconditional updates on a race, answering 409
 //! when the client named a resourceVersion).
 
+use api_types::limits::{self, LimitRange};
 use api_types::registry::{KindVisitor, ResourceInfo, split_api_version, visit_kind};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -138,6 +139,8 @@ impl Api {
         self.admit(resource, &mut obj, None)?;
         if let Some(ns) = &namespace {
             self.check_namespace_open(resource, ns).await?;
+            self.default_storage_class(resource, &mut obj);
+            self.limit_ranges(resource, ns, &mut obj)?;
             if !query.dry_run()? {
                 self.charge_quotas(resource, ns, &obj).await?;
             }
@@ -260,6 +263,70 @@ impl Api {
         Ok(())
     }
 
+    /// LimitRanger admission (`api_types::limits`), on create only: a new pod gets the defaults
+    /// of its namespace's LimitRanges and must then be within their ranges, a new claim within
+    /// their storage range; otherwise 403 in upstream's words. A pod that got defaults is
+    /// validated again, as upstream validates after its mutating admission. The LimitRanges come
+    /// from the watch cache: a namespace without one costs no etcd read.
+    fn limit_ranges(&self, resource: &ResourceInfo, ns: &str, obj: &mut Value) -> Result<(), Error> {
+        let is_pod = is_core(resource, "pods");
+        if !is_pod && !is_core(resource, "persistentvolumeclaims") {
+            return Ok(());
+        }
+        let Some(limit_ranges) = api_types::registry::by_plural("", "v1", "limitranges") else { return Ok(()) };
+        let prefix = object::list_prefix(&self.root, limit_ranges, Some(ns));
+        let (objects, _) = self.cache(limit_ranges).snapshot(&prefix);
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let ranges: Vec<LimitRange> = objects.iter().map(|o| LimitRange::from_value(o.value())).collect();
+        let name = object::name(obj).to_string();
+        let refused = |v: limits::Violations| {
+            Error::Forbidden(format!("{} {name:?} is forbidden: {v}", resource.group_resource()))
+        };
+        if !is_pod {
+            return limits::validate_claim(&ranges, obj).map_err(refused);
+        }
+        if limits::default_pod(&ranges, obj) {
+            let errors = validation::validate(resource.group, resource.kind, obj, None);
+            if !errors.is_empty() {
+                return Err(Error::invalid(resource, &name, errors));
+            }
+        }
+        limits::validate_pod(&ranges, obj).map_err(refused)
+    }
+
+    /// DefaultStorageClass admission: a claim created without a class (no
+    /// `spec.storageClassName`, not even `""`, and no beta class annotation) gets the default
+    /// class, the one annotated `storageclass.kubernetes.io/is-default-class: "true"` (the newest
+    /// if several, ties to the first name, as upstream since 1.28), read from the watch cache.
+    fn default_storage_class(&self, resource: &ResourceInfo, obj: &mut Value) {
+        const BETA_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
+        const DEFAULT: [&str; 2] =
+            ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"];
+        if !is_core(resource, "persistentvolumeclaims")
+            || obj.pointer("/spec/storageClassName").is_some_and(|c| !c.is_null())
+            || obj.pointer("/metadata/annotations").and_then(|a| a.get(BETA_CLASS)).is_some()
+        {
+            return;
+        }
+        let Some(classes) = api_types::registry::by_plural("storage.k8s.io", "v1", "storageclasses") else { return };
+        let prefix = object::list_prefix(&self.root, classes, None);
+        let (objects, _) = self.cache(classes).snapshot(&prefix);
+        let is_default = |c: &Value| {
+            DEFAULT.iter().any(|k| c.pointer("/metadata/annotations").and_then(|a| a.get(*k)) == Some(&json!("true")))
+        };
+        let newest = objects.iter().map(|o| o.value()).filter(|c| is_default(c)).max_by(|a, b| {
+            let created = |c: &Value| {
+                object::str_at(c, "/metadata/creationTimestamp").and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            };
+            created(a).cmp(&created(b)).then_with(|| object::name(b).cmp(object::name(a)))
+        });
+        if let (Some(class), Some(spec)) = (newest, obj.get_mut("spec").and_then(Value::as_object_mut)) {
+            spec.insert("storageClassName".into(), object::name(class).into());
+        }
+    }
+
     /// ResourceQuota admission: the object's usage is added to every quota of its namespace
     /// that limits it, each with a conditional write, or the create is refused (403) in
     /// upstream's words. The quota controller recomputes `used` from the objects, so a create
@@ -286,15 +353,17 @@ impl Api {
                     .map_err(|e| Error::Internal(format!("stored object {} is not valid JSON: {e}", kv.key)))?;
                 let name = object::name(&quota).to_string();
                 let hard = quota_map(&quota["spec"]["hard"]);
-                let limited: Vec<&String> = delta.keys().filter(|k| hard.contains_key(*k)).collect();
-                if limited.is_empty() {
-                    break;
-                }
+                // A pod without a request or limit the quota tracks is refused even though it
+                // would add nothing to it.
                 if resource.plural == "pods" && resource.group.is_empty() {
                     let missing = api_types::quota::unspecified(&hard, obj);
                     if !missing.is_empty() {
                         return Err(forbidden(format!("failed quota: {name}: must specify {}", missing.join(","))));
                     }
+                }
+                let limited: Vec<&String> = delta.keys().filter(|k| hard.contains_key(*k)).collect();
+                if limited.is_empty() {
+                    break;
                 }
                 let used_known = quota["status"]["used"].as_object().cloned().unwrap_or_default();
                 let unknown: Vec<&str> =

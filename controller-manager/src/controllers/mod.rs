@@ -12,6 +12,8 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod owned;
+pub mod persistentvolume;
+pub mod podautoscaler;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
@@ -33,6 +35,7 @@ pub struct Entry {
 
 pub const REGISTRY: &[Entry] = &[
     Entry { name: replicaset::NAME, on_by_default: true, new: replicaset::new },
+    Entry { name: replicaset::RC_NAME, on_by_default: true, new: replicaset::new_replication_controller },
     Entry { name: daemonset::NAME, on_by_default: true, new: daemonset::new },
     Entry { name: statefulset::NAME, on_by_default: true, new: statefulset::new },
     Entry { name: deployment::NAME, on_by_default: true, new: deployment::new },
@@ -48,6 +51,8 @@ pub const REGISTRY: &[Entry] = &[
     Entry { name: cronjob::NAME, on_by_default: true, new: cronjob::new },
     Entry { name: disruption::NAME, on_by_default: true, new: disruption::new },
     Entry { name: resourcequota::NAME, on_by_default: true, new: resourcequota::new },
+    Entry { name: persistentvolume::NAME, on_by_default: true, new: persistentvolume::new },
+    Entry { name: podautoscaler::NAME, on_by_default: true, new: podautoscaler::new },
 ];
 
 /// The controllers `*` turns on.

@@ -12,6 +12,7 @@
 //! | InterPodAffinity | required pod affinity / anti-affinity (both ways) | preferred terms (2) |
 //! | PodTopologySpread | DoNotSchedule constraints | ScheduleAnyway constraints (2) |
 //! | ImageLocality | | images already on the node (1) |
+//! | VolumeBinding | claims: a bound one's volume reachable from the node, unbound ones late-binding | |
 
 pub mod affinity;
 pub mod image_locality;
@@ -22,6 +23,7 @@ pub mod node_resources;
 pub mod node_unschedulable;
 pub mod spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use std::collections::BTreeMap;
 
@@ -47,6 +49,7 @@ pub fn profile(weights: &BTreeMap<String, i64>, percentage_of_nodes_to_score: u3
         Box::new(node_affinity::NodeAffinity),
         Box::new(node_ports::NodePorts),
         Box::new(node_resources::Fit),
+        Box::new(volume_binding::VolumeBinding),
         Box::new(affinity::InterPodAffinity),
         Box::new(spread::PodTopologySpread),
     ];

@@ -652,6 +652,20 @@ fn other_kind_defaults() {
             json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
         ),
         (
+            "hpa behavior completed",
+            "autoscaling",
+            "HorizontalPodAutoscaler",
+            json!({"spec": {"maxReplicas": 5, "scaleTargetRef": {"kind": "Deployment", "name": "d"},
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 15}}}}),
+            "/spec/behavior",
+            json!({
+                "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                    {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+                "scaleDown": {"stabilizationWindowSeconds": 15, "selectPolicy": "Max", "policies": [
+                    {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+            }),
+        ),
+        (
             "storage class reclaim",
             "storage.k8s.io",
             "StorageClass",
