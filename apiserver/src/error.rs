@@ -164,7 +164,11 @@ impl Error {
             Self::TooManyRequests { causes, retry_after_seconds, .. } => {
                 let causes: Vec<Value> =
                     causes.iter().map(|(reason, message)| json!({ "reason": reason, "message": message })).collect();
-                Some(json!({ "causes": causes, "retryAfterSeconds": retry_after_seconds }))
+                let mut details = json!({ "causes": causes });
+                if *retry_after_seconds > 0 {
+                    details["retryAfterSeconds"] = (*retry_after_seconds).into();
+                }
+                Some(details)
             }
             _ => None,
         };

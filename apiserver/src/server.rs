@@ -185,7 +185,9 @@ async fn serve(state: &State, cert_user: Option<User>, req: Request<Incoming>) -
         }
         let mut resp =
             json_response(StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.to_status());
-        if let crate::error::Error::TooManyRequests { retry_after_seconds, .. } = &e {
+        if let crate::error::Error::TooManyRequests { retry_after_seconds, .. } = &e
+            && *retry_after_seconds > 0
+        {
             resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(*retry_after_seconds));
         }
         resp

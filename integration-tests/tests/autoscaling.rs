@@ -41,7 +41,7 @@ async fn kubectl_top_works_and_an_autoscaler_scales_up_under_load_and_back_down_
     let client = c.client().await?;
     let kubeconfig = c.api.kubeconfig.clone();
 
-    // Each pod spins for 40 s against a 200m limit (twice its 100m request), then idles.
+    // Each pod spins for 40 s against a 100m limit (twice its 50m request), then idles.
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "burner"},
         "spec": {
@@ -52,7 +52,7 @@ async fn kubectl_top_works_and_an_autoscaler_scales_up_under_load_and_back_down_
                 "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
                     "name": "spin", "image": BUSYBOX,
                     "command": ["sh", "-c", "timeout 40 sh -c 'while :; do :; done'; exec sleep 3600"],
-                    "resources": {"requests": {"cpu": "100m", "memory": "16Mi"}, "limits": {"cpu": "200m", "memory": "32Mi"}},
+                    "resources": {"requests": {"cpu": "50m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
                 }]},
             },
         },

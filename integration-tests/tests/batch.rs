@@ -78,8 +78,13 @@ async fn jobs_run_to_completion_in_parallel_and_fail_by_limit_deadline_or_policy
         finish(&pods, &now[0], 0).await?;
         done += 1;
     }
-    assert_eq!(finished(&jobs, "three").await?.0, "Complete");
-    let status = jobs.get("three").await?.status.unwrap_or_default();
+    // Read in the same look as the condition: a second later the Job may be gone.
+    let status = eventually(30, "three complete", || async {
+        let status = jobs.get("three").await?.status.unwrap_or_default();
+        let complete = status.conditions.iter().flatten().any(|c| c.type_ == "Complete" && c.status == "True");
+        Ok(complete.then_some(status))
+    })
+    .await?;
     assert_eq!((status.succeeded, status.completion_time.is_some()), (Some(3), true));
     eventually(30, "three deleted after its TTL, pods with it", || async {
         let pods_left =
@@ -128,6 +133,31 @@ async fn jobs_run_to_completion_in_parallel_and_fail_by_limit_deadline_or_policy
     jobs.create(&pp, &job("slow", json!({"activeDeadlineSeconds": 2}))?).await?;
     assert_eq!(finished(&jobs, "slow").await?, ("Failed".to_string(), Some("DeadlineExceeded".to_string())));
     eventually(30, "slow's pods gone", || async { Ok(running(&pods, "slow").await?.is_empty().then_some(())) }).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_backoff_limit_1_retries_once_after_its_back_off_then_fails() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let _cm = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    jobs.create(&PostParams::default(), &job("retry", json!({"backoffLimit": 1}))?).await?;
+    let first = eventually(30, "retry's first pod", || async { Ok(running(&pods, "retry").await?.pop()) }).await?;
+    finish(&pods, &first, 1).await?;
+    let failed_at = std::time::Instant::now();
+    // The replacement waits out the first back-off (10 s).
+    let second = eventually(30, "retry's second pod", || async { Ok(running(&pods, "retry").await?.pop()) }).await?;
+    let waited = failed_at.elapsed();
+    assert!(waited >= Duration::from_secs(8), "replaced after {waited:?}");
+    assert_ne!(second.metadata.name, first.metadata.name);
+    assert_eq!(jobs.get("retry").await?.status.and_then(|s| s.failed), Some(1));
+    finish(&pods, &second, 1).await?;
+    assert_eq!(finished(&jobs, "retry").await?, ("Failed".to_string(), Some("BackoffLimitExceeded".to_string())));
+    let all = pods.list(&ListParams::default().labels("batch.kubernetes.io/job-name=retry")).await?.items;
+    assert_eq!(all.len(), 2, "two pods in all: the first try and one retry");
+    assert_eq!(jobs.get("retry").await?.status.and_then(|s| s.failed), Some(2));
     Ok(())
 }
 

@@ -1335,7 +1335,7 @@ async fn evictions_spend_a_disruption_budget_and_stop_at_its_minimum() -> Result
         Ok((s.disruptions_allowed == 0 && s.current_healthy == 2).then_some(()))
     })
     .await?;
-    // kube-rs retries a 429 after its Retry-After (15 times); ask once.
+    // kube-rs's default client retries a 429 with back-off; ask once.
     let kubeconfig = kube::config::Kubeconfig::read_from(&c.api.kubeconfig)?;
     let mut once = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     once.default_retry = false;
@@ -1363,6 +1363,143 @@ async fn evictions_spend_a_disruption_budget_and_stop_at_its_minimum() -> Result
         .and_then(|p| p.metadata.name)
         .unwrap_or_default();
     pods.evict(&unready, &kube::api::EvictParams::default()).await?;
+    Ok(())
+}
+
+/// What the nodes' kubelets would do, for every node at once: pods bound to a node turn Running
+/// and Ready, and pods being deleted are removed once "stopped" (grace 0).
+fn node_agents(pods: Api<Pod>) -> Kubelets {
+    Kubelets(tokio::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&ListParams::default()).await {
+                for p in &list.items {
+                    let name = p.metadata.name.as_deref().unwrap_or_default();
+                    let bound = p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+                    // A pod deleted meanwhile is no error.
+                    if p.metadata.deletion_timestamp.is_some() {
+                        let _ = pods
+                            .delete(name, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
+                            .await;
+                    } else if bound && !is_ready(p) {
+                        let _ = mark_ready(&pods, name).await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_kubectl_drain_waits_for_the_disruption_budget_and_leaves_daemon_pods() -> Result<()> {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    for (name, cidr) in [("n1", "10.244.1.0/24"), ("n2", "10.244.2.0/24")] {
+        live_node(&client, name, Some(cidr)).await?;
+    }
+    let mut config = controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone());
+    // No node lifecycle: these nodes have no kubelet renewing their Leases.
+    config.controllers = [
+        "deployment-controller",
+        "replicaset-controller",
+        "daemonset-controller",
+        "disruption-controller",
+        "garbage-collector-controller",
+    ]
+    .into_iter()
+    .collect();
+    let _cm = ControllerManager::start(config);
+    let _scheduler = integration_tests::Scheduler::start(scheduler::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let _agents = node_agents(pods.clone());
+    let kubeconfig = c.api.kubeconfig.as_path();
+
+    let web = deployment("web", 4, "busybox:1", json!({"type": "RollingUpdate"}))?;
+    let mut web = serde_json::to_value(web)?;
+    web["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "100m"}});
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &serde_json::from_value(web)?)
+        .await?;
+    let agent: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "agent"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {"metadata": {"labels": {"app": "agent"}},
+                         "spec": {"containers": [{"name": "a", "image": "rkube/pause:1"}]}},
+        },
+    }))?;
+    Api::<DaemonSet>::namespaced(client.clone(), "default").create(&PostParams::default(), &agent).await?;
+    let on = |node: &'static str, app: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await?.items;
+            Ok::<_, anyhow::Error>(
+                list.into_iter()
+                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    eventually(60, "4 ready web pods, some on n1, and an agent on each node", || async {
+        let (w1, w2) = (on("n1", "web").await?, on("n2", "web").await?);
+        let ready = w1.iter().chain(&w2).filter(|p| is_ready(p)).count();
+        let agents = on("n1", "agent").await?.len() + on("n2", "agent").await?.len();
+        Ok((ready == 4 && !w1.is_empty() && agents == 2).then_some(()))
+    })
+    .await?;
+
+    // Every web pod must stay: drain evicts nothing and gives up at its timeout.
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"minAvailable": 4, "selector": {"matchLabels": {"app": "web"}}},
+    }))?;
+    budgets.create(&PostParams::default(), &pdb).await?;
+    eventually(30, "the budget counted", || async {
+        let s = budgets.get("web").await?.status.unwrap_or_default();
+        Ok((s.expected_pods == 4 && s.current_healthy == 4).then_some(()))
+    })
+    .await?;
+    let drain = |timeout: &str, ignore_daemonsets: bool| {
+        let mut args = vec!["drain", "n1", timeout];
+        if ignore_daemonsets {
+            args.push("--ignore-daemonsets");
+        }
+        let out = tokio::task::block_in_place(|| {
+            std::process::Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(&args).output()
+        });
+        out.map(|o| {
+            (
+                o.status.success(),
+                format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            )
+        })
+    };
+    let (ok, out) = drain("--timeout=20s", false)?;
+    assert!(!ok && out.contains("cannot delete DaemonSet-managed Pods"), "{out}");
+    let started = std::time::Instant::now();
+    let (ok, out) = drain("--timeout=12s", true)?;
+    assert!(!ok && started.elapsed() < Duration::from_secs(25), "{:?} {out}", started.elapsed());
+    assert!(out.contains("will retry after 5s"), "{out}");
+    assert!(out.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{out}");
+    assert_eq!(on("n2", "web").await?.len() + on("n1", "web").await?.len(), 4, "nothing evicted: {out}");
+
+    // One may go at a time: drain evicts, waits for the replacement on n2, and finishes.
+    budgets.patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"minAvailable": 3}}))).await?;
+    let (ok, out) = drain("--timeout=90s", true)?;
+    assert!(ok, "{out}");
+    assert!(out.contains("node/n1 drained") && out.contains("evicting pod default/web-"), "{out}");
+    assert!(on("n1", "web").await?.is_empty());
+    assert_eq!(on("n1", "agent").await?.len(), 1, "daemon pods stay");
+    let n1 = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()).get("n1").await?;
+    assert_eq!(n1.spec.and_then(|s| s.unschedulable), Some(true));
+    eventually(60, "4 ready web pods on n2", || async {
+        Ok((on("n2", "web").await?.iter().filter(|p| is_ready(p)).count() == 4).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 

@@ -866,9 +866,10 @@ async fn crash_loop_back_off_doubles() -> Result<()> {
     }
     let runs: Vec<_> = attempts.into_iter().collect();
     let gap = |i: usize| runs[i + 1].0.duration_since(runs[i].1).as_secs();
-    // 10 s, then 20 s (timestamps have whole seconds, and a pass may come a little late).
-    assert!((9..=14).contains(&gap(0)), "first back-off {} s: {runs:?}", gap(0));
-    assert!((19..=25).contains(&gap(1)), "second back-off {} s: {runs:?}", gap(1));
+    // 10 s, then 20 s (timestamps have whole seconds, and a pass may come late when the whole
+    // suite loads both cores: 29 s was seen once; 40 s would be the next doubling).
+    assert!((9..=15).contains(&gap(0)), "first back-off {} s: {runs:?}", gap(0));
+    assert!((19..=32).contains(&gap(1)), "second back-off {} s: {runs:?}", gap(1));
     Ok(())
 }
 

@@ -13,11 +13,14 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const BINDER: &str = "persistentvolume-binder-controller";
+const PVC_PROTECTION: &str = "pvc-protection-controller";
+const PV_PROTECTION: &str = "pv-protection-controller";
 
-/// A controller manager running only the binder, with or without the `local-path` class.
+/// A controller manager running only the binder and the protection controllers (which let
+/// deleted claims and volumes go), with or without the `local-path` class.
 fn binder(c: &Cluster, default_class: bool, local_path_dir: &Path) -> ControllerManager {
     let mut config = controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone());
-    config.controllers = [BINDER].into_iter().collect();
+    config.controllers = [BINDER, PVC_PROTECTION, PV_PROTECTION].into_iter().collect();
     config.default_storage_class = default_class;
     config.local_path_dir = local_path_dir.to_path_buf();
     ControllerManager::start(config)
@@ -193,7 +196,10 @@ async fn released_volumes_are_retained_or_deleted_and_claims_without_volumes_are
     assert_eq!(claim_phase(&claims.get("keep").await?), "Pending");
     assert_eq!(volume_phase(&volumes.get("kept").await?), "Released");
 
+    // A bound volume is held by its pv-protection finalizer: drop it, as a lost disk would.
     volumes.delete("vanishing", &DeleteParams::default()).await?;
+    let unprotect = json!({"metadata": {"finalizers": null}});
+    volumes.patch("vanishing", &PatchParams::default(), &Patch::Merge(&unprotect)).await?;
     eventually(20, "the claim whose volume went Lost", || async {
         Ok((claim_phase(&claims.get("lose").await?) == "Lost").then_some(()))
     })
@@ -394,5 +400,172 @@ async fn a_local_path_volume_keeps_its_data_across_pods_and_goes_with_its_claim(
     .await?;
     assert!(!path.exists(), "the helper pod removed {}", path.display());
     assert!(dir.path().exists(), "and nothing above it");
+    Ok(())
+}
+
+fn finalizers(meta: &kube::api::ObjectMeta) -> Vec<String> {
+    meta.finalizers.clone().unwrap_or_default()
+}
+
+fn is_deleting(meta: &kube::api::ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some()
+}
+
+/// A pod on `node` using `claim`, marked Running as its kubelet would.
+async fn running_pod_with_claim(pods: &Api<Pod>, name: &str, claim: &str, node: &str) -> Result<()> {
+    let mut pod = pod_with_claim(name, claim, "busybox", "sleep 3600")?;
+    pod.spec.get_or_insert_default().node_name = Some(node.into());
+    pods.create(&PostParams::default(), &pod).await?;
+    let status = json!({"status": {"phase": "Running"}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_claims_and_volumes_carry_their_protection_finalizers() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let params = PostParams::default();
+    // From admission, before any controller runs.
+    let v = volumes.create(&params, &volume("pv-a", "1Gi", &["ReadWriteOnce"], Some("manual"), "Retain")?).await?;
+    assert_eq!(finalizers(&v.metadata), ["kubernetes.io/pv-protection"]);
+    let made = claims.create(&params, &claim("a", "1Gi", Some("manual"))?).await?;
+    assert_eq!(finalizers(&made.metadata), ["kubernetes.io/pvc-protection"]);
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let mut own = claim("b", "1Gi", Some("manual"))?;
+    own.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let shown = claims.create(&dry, &own).await?;
+    assert_eq!(finalizers(&shown.metadata), ["example.com/keep", "kubernetes.io/pvc-protection"], "dry run too");
+    assert!(claims.get_opt("b").await?.is_none());
+
+    // Objects without them (made before the plugin was on) get them from the controllers.
+    let dir = TempDir::new("local-path")?;
+    let _cm = binder(&c, false, dir.path());
+    let unprotect = json!({"metadata": {"finalizers": null}});
+    claims.patch("a", &PatchParams::default(), &Patch::Merge(&unprotect)).await?;
+    volumes.patch("pv-a", &PatchParams::default(), &Patch::Merge(&unprotect)).await?;
+    eventually(20, "the finalizers back", || async {
+        let (c, v) = (claims.get("a").await?, volumes.get("pv-a").await?);
+        let back = finalizers(&c.metadata) == ["kubernetes.io/pvc-protection"]
+            && finalizers(&v.metadata) == ["kubernetes.io/pv-protection"];
+        Ok(back.then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_in_use_stays_until_its_pod_is_gone_and_its_delete_volume_follows() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let dir = TempDir::new("local-path")?;
+    let _cm = binder(&c, false, dir.path());
+    node(&client, "n1").await?;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let params = PostParams::default();
+    volumes.create(&params, &volume("pv-data", "1Gi", &["ReadWriteOnce"], Some("manual"), "Delete")?).await?;
+    claims.create(&params, &claim("data", "1Gi", Some("manual"))?).await?;
+    assert_eq!(bound(&claims, "data", 20).await?, "pv-data");
+    running_pod_with_claim(&pods, "user", "data", "n1").await?;
+    // A finished pod of the claim does not hold it.
+    running_pod_with_claim(&pods, "done", "data", "n1").await?;
+    let finished = json!({"status": {"phase": "Succeeded"}});
+    pods.patch_status("done", &PatchParams::default(), &Patch::Merge(&finished)).await?;
+
+    claims.delete("data", &DeleteParams::default()).await?;
+    let held = eventually(10, "the claim marked for deletion", || async {
+        Ok(claims.get_opt("data").await?.filter(|c| is_deleting(&c.metadata)))
+    })
+    .await?;
+    assert_eq!(finalizers(&held.metadata), ["kubernetes.io/pvc-protection"]);
+    // Long enough for the controllers to have had their say.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = claims.get("data").await?;
+    assert_eq!(claim_phase(&held), "Bound", "held while the running pod uses it");
+    assert_eq!(volume_phase(&volumes.get("pv-data").await?), "Bound");
+
+    pods.delete("user", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await?;
+    eventually(20, "the claim gone", || async { Ok(claims.get_opt("data").await?.is_none().then_some(())) }).await?;
+    eventually(20, "its Delete volume gone", || async {
+        Ok(volumes.get_opt("pv-data").await?.is_none().then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_volume_deleted_stays_until_its_claim_is_gone() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let dir = TempDir::new("local-path")?;
+    let _cm = binder(&c, false, dir.path());
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let params = PostParams::default();
+    volumes.create(&params, &volume("pv-kept", "1Gi", &["ReadWriteOnce"], Some("manual"), "Retain")?).await?;
+    claims.create(&params, &claim("kept", "1Gi", Some("manual"))?).await?;
+    assert_eq!(bound(&claims, "kept", 20).await?, "pv-kept");
+
+    volumes.delete("pv-kept", &DeleteParams::default()).await?;
+    let held = eventually(10, "the volume marked for deletion", || async {
+        Ok(volumes.get_opt("pv-kept").await?.filter(|v| is_deleting(&v.metadata)))
+    })
+    .await?;
+    assert_eq!(finalizers(&held.metadata), ["kubernetes.io/pv-protection"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(volume_phase(&volumes.get("pv-kept").await?), "Bound", "held while bound");
+    assert_eq!(claim_phase(&claims.get("kept").await?), "Bound", "and its claim keeps it");
+
+    claims.delete("kept", &DeleteParams::default()).await?;
+    eventually(20, "the claim gone", || async { Ok(claims.get_opt("kept").await?.is_none().then_some(())) }).await?;
+    eventually(20, "then the volume", || async { Ok(volumes.get_opt("pv-kept").await?.is_none().then_some(())) })
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_does_not_start_a_pod_whose_claim_is_being_deleted() -> Result<()> {
+    let c = Cluster::start().await?;
+    let docker = Dockerd::start().await?;
+    let kubelet = Kubelet::start(&c, &docker, "node-pd", "10.231.53.0/24").await?;
+    let client = c.client().await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually(60, "the node registered", || async { Ok(nodes.get_opt(&kubelet.node).await?) }).await?;
+    let host = TempDir::new("pv")?;
+    let mut pv = volume("pv-going", "1Gi", &["ReadWriteOnce"], Some("manual"), "Retain")?;
+    if let Some(h) = pv.spec.as_mut().and_then(|s| s.host_path.as_mut()) {
+        h.path = host.path().join("data").display().to_string();
+    }
+    Api::<PersistentVolume>::all(client.clone()).create(&PostParams::default(), &pv).await?;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let mut pvc = claim("going", "1Gi", Some("manual"))?;
+    pvc.spec.get_or_insert_default().volume_name = Some("pv-going".into());
+    claims.create(&PostParams::default(), &pvc).await?;
+    // No controller manager: the test binds the claim, and its finalizer holds it once deleted.
+    let status =
+        json!({"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}});
+    claims.patch_status("going", &PatchParams::default(), &Patch::Merge(&status)).await?;
+    claims.delete("going", &DeleteParams::default()).await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut pod = pod_with_claim("late", "going", integration_tests::BUSYBOX, "true")?;
+    pod.spec.get_or_insert_default().node_name = Some(kubelet.node.clone());
+    pods.create(&PostParams::default(), &pod).await?;
+    let message = eventually(60, "the container waiting on its claim", || async {
+        let p = pods.get("late").await?;
+        let waiting = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|cs| cs.into_iter().find(|c| c.name == "app"))
+            .and_then(|c| c.state?.waiting?.message);
+        Ok(waiting.filter(|m| m.contains("is being deleted")))
+    })
+    .await?;
+    assert!(message.contains("persistentvolumeclaim \"going\" is being deleted"), "{message}");
+    assert!(!host.path().join("data").exists(), "nothing mounted");
     Ok(())
 }

@@ -145,6 +145,7 @@ impl Api {
                 self.charge_quotas(resource, ns, &obj).await?;
             }
         }
+        protect_storage_object(resource, &mut obj);
         let name = object::name(&obj).to_string();
         let key = self.key(resource, namespace.as_deref(), &name);
         let generate_prefix = object::str_at(&obj, "/metadata/generateName")
@@ -816,7 +817,9 @@ impl Api {
         let refuse = |cause: String| Error::TooManyRequests {
             message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
             causes: vec![("DisruptionBudget".into(), cause)],
-            retry_after_seconds: 10,
+            // As upstream: no Retry-After, so clients do not wait inside one request; kubectl
+            // drain asks again every 5 s itself and keeps to its --timeout.
+            retry_after_seconds: 0,
         };
         for _ in 0..MAX_RETRIES {
             let page = self.store.list_all(&prefix).await?;
@@ -957,6 +960,28 @@ fn merge_string_data(secret: &mut Value) {
     for (k, v) in strings {
         let text = v.as_str().unwrap_or_default();
         secret["data"][k] = base64::engine::general_purpose::STANDARD.encode(text).into();
+    }
+}
+
+/// StorageObjectInUseProtection admission, on create only: a new PersistentVolumeClaim gets the
+/// `kubernetes.io/pvc-protection` finalizer and a new PersistentVolume `kubernetes.io/pv-protection`,
+/// so neither goes while in use; rk-controller-manager's pvc- and pv-protection controllers remove
+/// them once it is not (and add them to objects made without).
+fn protect_storage_object(resource: &ResourceInfo, obj: &mut Value) {
+    let finalizer = match (resource.group, resource.plural) {
+        ("", "persistentvolumeclaims") => "kubernetes.io/pvc-protection",
+        ("", "persistentvolumes") => "kubernetes.io/pv-protection",
+        _ => return,
+    };
+    let meta = metadata_mut(obj);
+    let finalizers = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if finalizers.is_null() {
+        *finalizers = json!([]);
+    }
+    if let Some(list) = finalizers.as_array_mut()
+        && !list.iter().any(|f| f == finalizer)
+    {
+        list.push(finalizer.into());
     }
 }
 
@@ -1357,6 +1382,32 @@ mod tests {
         assert_eq!(plan_delete(pods(), &unbound, &DeleteOptions::default(), "t"), DeletePlan::Now);
         let zero = DeleteOptions { grace_period: Some(0), ..Default::default() };
         assert_eq!(plan_delete(pods(), &bound, &zero, "t"), DeletePlan::Now);
+    }
+
+    #[test]
+    fn new_claims_and_volumes_get_their_protection_finalizer_once() {
+        let claims = by_plural("", "v1", "persistentvolumeclaims").expect("claims");
+        let volumes = by_plural("", "v1", "persistentvolumes").expect("volumes");
+        let cms = by_plural("", "v1", "configmaps").expect("configmaps");
+        let cases = [
+            (claims, json!({"metadata": {"name": "a"}}), json!(["kubernetes.io/pvc-protection"])),
+            (claims, json!({"metadata": {"name": "a", "finalizers": null}}), json!(["kubernetes.io/pvc-protection"])),
+            (
+                claims,
+                json!({"metadata": {"name": "a", "finalizers": ["x/y", "kubernetes.io/pvc-protection"]}}),
+                json!(["x/y", "kubernetes.io/pvc-protection"]),
+            ),
+            (
+                volumes,
+                json!({"metadata": {"name": "a", "finalizers": ["x/y"]}}),
+                json!(["x/y", "kubernetes.io/pv-protection"]),
+            ),
+            (cms, json!({"metadata": {"name": "a"}}), Value::Null),
+        ];
+        for (resource, mut obj, want) in cases {
+            protect_storage_object(resource, &mut obj);
+            assert_eq!(obj["metadata"]["finalizers"], want, "{}", resource.plural);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod volumeprotection;
 
 use api_types::registry::ResourceInfo;
 use kube::api::ApiResource;
@@ -52,6 +53,8 @@ pub const REGISTRY: &[Entry] = &[
     Entry { name: disruption::NAME, on_by_default: true, new: disruption::new },
     Entry { name: resourcequota::NAME, on_by_default: true, new: resourcequota::new },
     Entry { name: persistentvolume::NAME, on_by_default: true, new: persistentvolume::new },
+    Entry { name: volumeprotection::claims::NAME, on_by_default: true, new: volumeprotection::claims::new },
+    Entry { name: volumeprotection::volumes::NAME, on_by_default: true, new: volumeprotection::volumes::new },
     Entry { name: podautoscaler::NAME, on_by_default: true, new: podautoscaler::new },
 ];
 

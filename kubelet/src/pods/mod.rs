@@ -317,7 +317,7 @@ async fn refresh_volumes(shared: &Shared, pod: &Pod, observed: &[Observed]) {
     if let Ok(mut r) = shared.refreshed.lock() {
         r.insert(uid.clone(), std::time::Instant::now());
     }
-    match sources(shared, pod, None).await {
+    match sources(shared, pod, None, true).await {
         Ok(sources) => {
             if let Err(e) = volumes::prepare(&shared.config.root_dir, pod, &sources) {
                 tracing::warn!(error = %e, "refreshing volumes failed");
@@ -539,7 +539,10 @@ async fn start(
     if !ensure_image(shared, pod, container).await? {
         return Ok(());
     }
-    let sources = match sources(shared, pod, Some(container)).await {
+    // A pod that has run a container has its claims mounted already: it keeps them while they
+    // are being deleted. Only a pod yet to start is refused them, as upstream's kubelet does.
+    let started = observed.iter().any(|o| o.kind != Some(Kind::Sandbox));
+    let sources = match sources(shared, pod, Some(container), started).await {
         Ok(s) => s,
         Err(message) => {
             shared.events.pod(pod, Some(name), Type::Warning, "Failed", format!("Error: {message}"));
@@ -709,11 +712,13 @@ async fn pull_secrets(shared: &Shared, pod: &Pod) -> Vec<k8s_openapi::api::core:
 }
 
 /// Reads the ConfigMaps and Secrets a container's environment and the pod's volumes refer to; a
-/// missing one is left out (and reported where it is used unless optional).
+/// missing one is left out (and reported where it is used unless optional). The pod's claims are
+/// resolved to paths; one being deleted only for a pod that `started` before.
 async fn sources(
     shared: &Shared,
     pod: &Pod,
     c: Option<&k8s_openapi::api::core::v1::Container>,
+    started: bool,
 ) -> Result<spec::Sources, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let (mut cms, mut secrets) = c.map(spec::referenced).unwrap_or_default();
@@ -742,15 +747,16 @@ async fn sources(
     let claims =
         pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()).filter_map(|v| v.persistent_volume_claim.as_ref());
     for claim in claims {
-        let path = claim_path(shared, &ns, &claim.claim_name).await;
+        let path = claim_path(shared, &ns, &claim.claim_name, started).await;
         out.claims.insert(claim.claim_name.clone(), path);
     }
     Ok(out)
 }
 
 /// Where a bound claim's volume lives on this node: its PersistentVolume's `hostPath` or `local`
-/// path. Anything else is the reason the mount cannot happen yet.
-async fn claim_path(shared: &Shared, ns: &str, claim: &str) -> Result<String, String> {
+/// path. Anything else is the reason the mount cannot happen yet; so is a claim being deleted,
+/// unless the pod `started` with it.
+async fn claim_path(shared: &Shared, ns: &str, claim: &str, started: bool) -> Result<String, String> {
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(shared.client.clone(), ns);
     let pvc = claims
@@ -758,6 +764,9 @@ async fn claim_path(shared: &Shared, ns: &str, claim: &str) -> Result<String, St
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+    if pvc.metadata.deletion_timestamp.is_some() && !started {
+        return Err(format!("persistentvolumeclaim \"{claim}\" is being deleted"));
+    }
     let volume = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty());
     let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     let Some(volume) = volume.filter(|_| phase == "Bound") else {

@@ -128,6 +128,11 @@ pub fn helper_name(volume: &str) -> String {
     format!("local-path-delete-{volume}")
 }
 
+/// Whether a helper pod has stopped, one way or the other.
+pub fn has_finished(helper: &Pod) -> bool {
+    matches!(helper.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
 /// Splits a volume's directory into the parent the helper mounts and the name it removes,
 /// refusing anything but a plain absolute path below a directory other than `/`.
 fn split(path: &str) -> Result<(&str, &str), String> {

@@ -350,7 +350,12 @@ impl Binder {
 
     async fn sync_volume(&self, name: &str) -> Result<Option<Duration>, Error> {
         let Some(volume) = self.volumes.get("", name) else {
-            self.remove_helper(name).await?;
+            // A helper still at work is left to finish (a volume deleted by hand can go before
+            // its helper is done); its change brings this key back.
+            let helper = self.pods.get(localpath::HELPER_NAMESPACE, &localpath::helper_name(name));
+            if helper.is_none_or(|h| localpath::has_finished(&h)) {
+                self.remove_helper(name).await?;
+            }
             return Ok(None);
         };
         let reference = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
@@ -383,6 +388,15 @@ impl Binder {
                     .await?;
                 tracing::info!(volume = name, "unbound: its claim took another volume");
                 Ok(None)
+            }
+            VolumePlan::Reclaim { release: true } if volume.metadata.deletion_timestamp.is_some() => {
+                // Deleted by hand while bound: its pv-protection finalizer goes as soon as it is
+                // not Bound, so the reclaim (a local-path helper) starts before it is Released.
+                let after = self.reclaim(&volume).await?;
+                api.replace_status(name, &params, &plan::with_phase(&volume, "Released", None, Timestamp::now()))
+                    .await?;
+                tracing::info!(volume = name, "released: its claim is gone");
+                Ok(after)
             }
             VolumePlan::Reclaim { release } => {
                 let volume = if release {

@@ -383,6 +383,9 @@ pub fn claim(
 ) -> ClaimPlan {
     if annotation(&claim.metadata, BIND_COMPLETED).is_some() {
         bound_claim(claim, volumes)
+    } else if claim.metadata.deletion_timestamp.is_some() {
+        // Held by its pvc-protection finalizer: not worth a volume any more.
+        ClaimPlan::Steady
     } else {
         unbound_claim(claim, volumes, classes, node)
     }
@@ -493,13 +496,13 @@ pub enum VolumePlan {
 }
 
 /// Upstream's syncVolume. `claim` is the claim the volume's `claimRef` names, as found by name
-/// (its uid is checked here).
+/// (its uid is checked here). A volume being deleted (held by its pv-protection finalizer while
+/// Bound) is left as it is until its claim is gone; then it is released and reclaimed once, which
+/// lets the finalizer go.
 pub fn volume(volume: &PersistentVolume, claim: Option<&PersistentVolumeClaim>) -> VolumePlan {
     let phase = phase(volume);
-    let becomes = |p: &'static str| if phase == p { VolumePlan::Steady } else { VolumePlan::Phase(p) };
-    if volume.metadata.deletion_timestamp.is_some() {
-        return VolumePlan::Steady;
-    }
+    let deleting = volume.metadata.deletion_timestamp.is_some();
+    let becomes = |p: &'static str| if deleting || phase == p { VolumePlan::Steady } else { VolumePlan::Phase(p) };
     let Some(r) = claim_ref(volume) else { return becomes("Available") };
     let Some(uid) = r.uid.as_deref().filter(|u| !u.is_empty()) else {
         // Pre-bound by name: the claim's sync binds it.
@@ -507,8 +510,13 @@ pub fn volume(volume: &PersistentVolume, claim: Option<&PersistentVolumeClaim>) 
     };
     let release = !matches!(phase, "Released" | "Failed");
     let Some(claim) = claim.filter(|c| c.metadata.uid.as_deref() == Some(uid)) else {
-        return VolumePlan::Reclaim { release };
+        // A volume being deleted that was released already needs nothing more: its reclaim
+        // started then (or it was deleted by the reclaim itself).
+        return if deleting && !release { VolumePlan::Steady } else { VolumePlan::Reclaim { release } };
     };
+    if deleting {
+        return VolumePlan::Steady;
+    }
     match volume_name(claim) {
         // The claim's sync finishes the binding.
         None => VolumePlan::Steady,
@@ -845,6 +853,13 @@ mod tests {
             ),
             ("one that exists and fits", pvc(json!({"spec": {"volumeName": "fits"}})), &fits, None, "bind fits"),
             (
+                "a claim being deleted is not bound",
+                pvc(json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}})),
+                &fits,
+                None,
+                "steady",
+            ),
+            (
                 "one too small",
                 pvc(json!({"spec": {"volumeName": "fits", "resources": {"requests": {"storage": "3Gi"}}}})),
                 &fits,
@@ -874,6 +889,10 @@ mod tests {
         status_behind.status =
             Some(PersistentVolumeClaimStatus { phase: Some("Pending".into()), ..Default::default() });
         assert_eq!(kind(&claim(&status_behind, std::slice::from_ref(&volume), &[], None)), "bind v");
+        let mut deleting = bound.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1_000).expect("time")));
+        let held = claim(&deleting, std::slice::from_ref(&volume), &[], None);
+        assert_eq!(kind(&held), "steady", "a bound claim being deleted stays Bound while it is held");
     }
 
     #[test]
@@ -892,6 +911,13 @@ mod tests {
         recreated.metadata.uid = Some("u9".into());
         let unclaimed = available("free", "1Gi", &["ReadWriteOnce"], None);
         let fresh = pv(json!({"metadata": {"name": "new"}, "spec": {}, "status": {"phase": "Pending"}}));
+        let being_deleted = |v: &PersistentVolume| {
+            let mut v = v.clone();
+            v.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1_000).expect("time")));
+            v
+        };
+        let (deleting, deleting_released) = (being_deleted(&volume), being_deleted(&released));
+        let deleting_fresh = being_deleted(&fresh);
         let cases: Vec<(&str, &PersistentVolume, Option<&PersistentVolumeClaim>, VolumePlan)> = vec![
             ("a new volume becomes Available", &fresh, None, VolumePlan::Phase("Available")),
             ("an unclaimed Available one stays", &unclaimed, None, VolumePlan::Steady),
@@ -906,6 +932,10 @@ mod tests {
                 Some(&elsewhere),
                 VolumePlan::Reclaim { release: true },
             ),
+            ("deleted while bound: held as it is", &deleting, Some(&bound), VolumePlan::Steady),
+            ("deleted, then its claim went: released", &deleting, None, VolumePlan::Reclaim { release: true }),
+            ("deleted after its release: nothing more", &deleting_released, None, VolumePlan::Steady),
+            ("deleted before it was ever Available", &deleting_fresh, None, VolumePlan::Steady),
         ];
         for (what, v, c, want) in cases {
             assert_eq!(super::volume(v, c), want, "{what}");
