@@ -7,6 +7,8 @@
 //!   `metav1.LabelSelector`, and matched against an object's labels.
 //! - [`cron`]: CronJob schedules, parsed with upstream's messages, and their next run time.
 //! - [`fields`]: field selectors (`spec.nodeName=n1,status.phase!=Running`).
+//! - [`node_selector`]: node selector terms (node affinity, a volume's node affinity) matched
+//!   against a node's labels and name.
 //! - [`limits`]: LimitRange admission (upstream's LimitRanger): container defaults and the
 //!   minimums, maximums and ratios a namespace's LimitRanges hold pods and claims to.
 //! - [`quota`]: what an object counts for in a ResourceQuota, and upstream's refusal messages.
@@ -26,6 +28,7 @@ pub mod fields;
 pub mod labels;
 pub mod limits;
 pub mod names;
+pub mod node_selector;
 pub mod protobuf;
 pub mod quantity;
 pub mod quota;

@@ -2,43 +2,13 @@
 //! a term ANDed; In, NotIn, Exists, DoesNotExist, Gt, Lt; `matchFields` on `metadata.name`)
 //! filter; the preferred terms' weights score.
 
+use api_types::node_selector::term_matches;
 use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
 
 use crate::cache::{NodeInfo, PodInfo};
 use crate::framework::{Filter, Prepared, Score, normalize_to_max};
 
 pub struct NodeAffinity;
-
-fn requirement(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(have), Some(bound)) = (value.and_then(number), values.first().and_then(|v| number(v))) else {
-                return false;
-            };
-            if r.operator == "Gt" { have > bound } else { have < bound }
-        }
-        _ => false,
-    }
-}
-
-/// Whether a node matches one term; an empty term matches nothing, as upstream.
-pub fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node_name: &str) -> bool {
-    let expressions = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if expressions.is_empty() && fields.is_empty() {
-        return false;
-    }
-    expressions.iter().all(|r| requirement(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| r.key == "metadata.name" && requirement(r, Some(node_name)))
-}
 
 /// The pod's nodeSelector and required node affinity against a node's labels.
 pub fn required_matches(pod: &PodInfo, labels: &BTreeMap<String, String>, node_name: &str) -> bool {

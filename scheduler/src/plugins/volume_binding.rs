@@ -22,7 +22,7 @@ use kube::runtime::watcher;
 
 use crate::cache::{NodeInfo, PodInfo};
 use crate::framework::{Filter, Prepared};
-use crate::plugins::node_affinity::term_matches;
+use api_types::node_selector::term_matches;
 
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 const BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";

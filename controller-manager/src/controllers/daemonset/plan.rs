@@ -3,13 +3,12 @@
 //! to create or delete to get one per eligible node, which old pods a rolling update replaces
 //! next, and the status that follows.
 
+use api_types::node_selector::term_matches;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, PodTemplateSpec, Taint, Toleration,
-};
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodTemplateSpec, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
@@ -121,36 +120,6 @@ pub struct Fit {
     pub should_run: bool,
     /// The node matches and every NoExecute taint is tolerated: a pod there is not evicted.
     pub should_continue_running: bool,
-}
-
-fn requirement(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(have), Some(bound)) = (value.and_then(number), values.first().and_then(|v| number(v))) else {
-                return false;
-            };
-            if r.operator == "Gt" { have > bound } else { have < bound }
-        }
-        _ => false,
-    }
-}
-
-/// One node selector term: its label expressions and `metadata.name` fields all hold; an empty
-/// term matches nothing, as upstream.
-fn term_matches(term: &NodeSelectorTerm, labels: &BTreeMap<String, String>, node_name: &str) -> bool {
-    let expressions = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if expressions.is_empty() && fields.is_empty() {
-        return false;
-    }
-    expressions.iter().all(|r| requirement(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| r.key == "metadata.name" && requirement(r, Some(node_name)))
 }
 
 /// Upstream's NodeShouldRunDaemonPod for a pod spec that already has the daemon tolerations
