@@ -2,9 +2,10 @@
 //! bounded history of recent events. All API watches of that resource are served from it (N
 //! watchers, one etcd watch), and so are lists that can be answered consistently from memory.
 //!
-//! Ordering: the feeder applies an event to the state, appends it to the history and
-//! broadcasts it under one write lock, so a watcher that subscribes under the read lock sees
-//! every event exactly once — either in its replay or on the broadcast channel.
+//! Ordering: the feeder applies the events of one etcd watch response to the state, appends
+//! them to the history and broadcasts them together under one write lock, so a watcher that
+//! subscribes under the read lock sees every event exactly once — either in its replay or on the
+//! broadcast channel — and never part of a revision (a batch of creates shares one revision).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -23,7 +24,8 @@ use crate::storage::{Kv, StorageError, Store};
 
 /// How many events each resource's history keeps for watchers resuming from a resourceVersion.
 pub const DEFAULT_HISTORY: usize = 10_000;
-/// Events a slow watcher may fall behind before its watch is closed (it then re-watches).
+/// Broadcasts (groups of events) a slow watcher may fall behind before its watch is closed (it
+/// then re-watches).
 const BROADCAST_CAPACITY: usize = 16_384;
 
 /// One object as the cache holds it: its served encoding (made once, shared by every reader),
@@ -114,6 +116,15 @@ pub struct Event {
     pub revision: i64,
 }
 
+/// The events of one etcd watch response (whole revisions), delivered to watchers as one.
+pub type Changes = Arc<Vec<Arc<Event>>>;
+
+/// One change read from etcd, parsed before the state is locked.
+enum Change {
+    Put(Object),
+    Delete(Kv, Option<Kv>),
+}
+
 struct State {
     objects: BTreeMap<String, Arc<Object>>,
     history: VecDeque<Arc<Event>>,
@@ -135,7 +146,7 @@ pub enum StartAt {
 /// A watcher's view: events to send first, then the live channel (skip revisions ≤ `after`).
 pub struct Subscription {
     pub initial: Vec<Arc<Event>>,
-    pub live: broadcast::Receiver<Arc<Event>>,
+    pub live: broadcast::Receiver<Changes>,
     pub after: i64,
 }
 
@@ -153,7 +164,7 @@ struct Inner {
     resource: &'static ResourceInfo,
     prefix: String,
     state: RwLock<State>,
-    events: broadcast::Sender<Arc<Event>>,
+    events: broadcast::Sender<Changes>,
     revision: watch::Sender<i64>,
 }
 
@@ -302,18 +313,17 @@ impl Cache {
                     }
                     continue;
                 }
+                let mut changes = Vec::with_capacity(resp.events().len());
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let kv = Kv::from(kv);
                     revision = kv.mod_revision.max(revision);
                     match ev.event_type() {
-                        EventType::Put => self.apply_put(kv),
-                        EventType::Delete => {
-                            let prev = ev.prev_kv().map(Kv::from);
-                            self.apply_delete(kv, prev);
-                        }
+                        EventType::Put => changes.extend(Object::from_kv(kv).map(Change::Put)),
+                        EventType::Delete => changes.push(Change::Delete(kv, ev.prev_kv().map(Kv::from))),
                     }
                 }
+                self.apply(changes);
                 self.advance(revision);
             }
             // The stream ended (etcd member restart, network): resume from `revision`.
@@ -332,22 +342,24 @@ impl Cache {
         let revision = page.revision;
         let mut state = self.write();
         let old = std::mem::take(&mut state.objects);
+        let mut changes = Vec::new();
         for (key, obj) in &fresh {
             match old.get(key) {
                 Some(prev) if prev.revision == obj.revision => {}
                 prev => {
                     let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
-                    let ev = Event { kind, object: obj.clone(), prev: prev.cloned(), revision };
-                    let _ = self.0.events.send(Arc::new(ev));
+                    changes.push(Arc::new(Event { kind, object: obj.clone(), prev: prev.cloned(), revision }));
                 }
             }
         }
         for (key, prev) in old {
             if !fresh.contains_key(&key) {
                 let gone = Arc::new(prev.with_revision(revision));
-                let ev = Event { kind: EventKind::Deleted, object: gone, prev: Some(prev), revision };
-                let _ = self.0.events.send(Arc::new(ev));
+                changes.push(Arc::new(Event { kind: EventKind::Deleted, object: gone, prev: Some(prev), revision }));
             }
+        }
+        if !changes.is_empty() {
+            let _ = self.0.events.send(Arc::new(changes));
         }
         state.objects = fresh;
         state.history.clear();
@@ -358,42 +370,44 @@ impl Cache {
         Ok(revision)
     }
 
-    fn apply_put(&self, kv: Kv) {
-        let Some(obj) = Object::from_kv(kv) else {
-            return;
-        };
-        let obj = Arc::new(obj);
-        let revision = obj.revision;
+    /// Applies one watch response's changes under one lock and broadcasts them as one group.
+    fn apply(&self, changes: Vec<Change>) {
         let mut state = self.write();
-        let prev = state.objects.insert(obj.key.clone(), obj.clone());
-        let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
-        self.record(&mut state, Event { kind, object: obj, prev, revision });
-    }
-
-    fn apply_delete(&self, kv: Kv, prev_kv: Option<Kv>) {
-        let mut state = self.write();
-        let cached = state.objects.remove(&kv.key);
-        let last = match (&cached, prev_kv) {
-            (Some(c), _) => Some(c.value().clone()),
-            (None, Some(p)) => serde_json::from_slice(&p.value).ok(),
-            (None, None) => None,
-        };
-        let Some(last) = last else { return };
-        let object = Arc::new(Object::new(kv.key, last, kv.mod_revision));
-        self.record(&mut state, Event { kind: EventKind::Deleted, object, prev: cached, revision: kv.mod_revision });
-    }
-
-    fn record(&self, state: &mut State, event: Event) {
-        let event = Arc::new(event);
-        state.revision = state.revision.max(event.revision);
-        if state.history.len() == state.capacity
-            && let Some(dropped) = state.history.pop_front()
-        {
-            state.oldest = dropped.revision;
+        let mut events = Vec::with_capacity(changes.len());
+        for change in changes {
+            let event = match change {
+                Change::Put(obj) => {
+                    let obj = Arc::new(obj);
+                    let prev = state.objects.insert(obj.key.clone(), obj.clone());
+                    let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
+                    Event { kind, revision: obj.revision, object: obj, prev }
+                }
+                Change::Delete(kv, prev_kv) => {
+                    let cached = state.objects.remove(&kv.key);
+                    let last = match (&cached, prev_kv) {
+                        (Some(c), _) => Some(c.value().clone()),
+                        (None, Some(p)) => serde_json::from_slice(&p.value).ok(),
+                        (None, None) => None,
+                    };
+                    let Some(last) = last else { continue };
+                    let object = Arc::new(Object::new(kv.key, last, kv.mod_revision));
+                    Event { kind: EventKind::Deleted, object, prev: cached, revision: kv.mod_revision }
+                }
+            };
+            let event = Arc::new(event);
+            state.revision = state.revision.max(event.revision);
+            if state.history.len() == state.capacity
+                && let Some(dropped) = state.history.pop_front()
+            {
+                state.oldest = dropped.revision;
+            }
+            state.history.push_back(event.clone());
+            events.push(event);
         }
-        state.history.push_back(event.clone());
-        // No receivers is fine: nobody watches this resource right now.
-        let _ = self.0.events.send(event);
+        if !events.is_empty() {
+            // No receivers is fine: nobody watches this resource right now.
+            let _ = self.0.events.send(Arc::new(events));
+        }
     }
 
     fn advance(&self, revision: i64) {

@@ -2,6 +2,7 @@
 //! key's `version` (create: absent) or `mod_revision` (update/delete: unchanged since read), so
 //! the etcd revision doubles as the Kubernetes resourceVersion.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use etcd_client::{
@@ -10,6 +11,8 @@ use etcd_client::{
 };
 
 use crate::metrics::Metrics;
+
+mod creates;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -24,20 +27,30 @@ pub enum StorageError {
     KeyTaken(String),
     #[error("required revision {requested} has been compacted (oldest available {compacted})")]
     Compacted { requested: i64, compacted: i64 },
+    /// Shared: one failed transaction can answer a batch of creates.
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(Arc<etcd_client::Error>),
     #[error("reading TLS material for etcd from {path}: {source}")]
     Tls { path: String, source: std::io::Error },
+}
+
+impl From<etcd_client::Error> for StorageError {
+    fn from(e: etcd_client::Error) -> Self {
+        StorageError::Etcd(Arc::new(e))
+    }
 }
 
 impl StorageError {
     /// Whether etcd could not be reached (a 503 rather than a 500).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Etcd(etcd_client::Error::TransportError(_)) => true,
-            Self::Etcd(etcd_client::Error::GRpcStatus(s)) => {
-                matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
-            }
+            Self::Etcd(e) => match &**e {
+                etcd_client::Error::TransportError(_) => true,
+                etcd_client::Error::GRpcStatus(s) => {
+                    matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+                }
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -89,6 +102,8 @@ pub struct Store {
     kv: KvClient,
     watch: WatchClient,
     metrics: Metrics,
+    /// To the task that writes creates in batches ([`creates`]); it ends with the last clone.
+    creates: tokio::sync::mpsc::UnboundedSender<creates::Pending>,
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, StorageError> {
@@ -111,7 +126,9 @@ impl Store {
         let client = Client::connect(endpoints, Some(options)).await?;
         let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let watch = client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
-        Ok(Store { kv, watch, metrics })
+        let (creates, pending) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(creates::run(kv.clone(), metrics.clone(), pending));
+        Ok(Store { kv, watch, metrics, creates })
     }
 
     fn observe(&self, operation: &'static str, start: Instant) {
@@ -136,32 +153,17 @@ impl Store {
         Ok(resp?.header().map_or(0, |h| h.revision()))
     }
 
-    /// Creates `key` and every `extra` key, all only if none exists. Returns the new revision.
+    /// Creates `key` and every `extra` key, all only if none exists. Returns the new revision,
+    /// which other creates written in the same batch share.
     pub async fn create(&self, key: &str, value: Vec<u8>, extra: &[(String, Vec<u8>)]) -> Result<i64, StorageError> {
-        let mut when = vec![Compare::version(key, CompareOp::Equal, 0)];
-        let mut then = vec![TxnOp::put(key, value, None)];
-        let mut otherwise = vec![TxnOp::get(key, None)];
-        for (k, v) in extra {
-            when.push(Compare::version(k.as_str(), CompareOp::Equal, 0));
-            then.push(TxnOp::put(k.as_str(), v.clone(), None));
-            otherwise.push(TxnOp::get(k.as_str(), None));
+        let (done, result) = tokio::sync::oneshot::channel();
+        let pending = creates::Pending { key: key.to_string(), value, extra: extra.to_vec(), done };
+        if self.creates.send(pending).is_err() {
+            return Err(StorageError::Etcd(Arc::new(etcd_client::Error::Internal("create writer stopped".into()))));
         }
-        let start = Instant::now();
-        let resp = self.kv.clone().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
-        self.observe("create", start);
-        let resp = resp?;
-        if resp.succeeded() {
-            return Ok(resp.header().map_or(0, |h| h.revision()));
-        }
-        let keys = std::iter::once(key).chain(extra.iter().map(|(k, _)| k.as_str()));
-        for (i, (k, op)) in keys.zip(resp.op_responses()).enumerate() {
-            if let TxnOpResponse::Get(g) = op
-                && !g.kvs().is_empty()
-            {
-                return Err(if i == 0 { StorageError::AlreadyExists } else { StorageError::KeyTaken(k.to_string()) });
-            }
-        }
-        Err(StorageError::Conflict)
+        result.await.unwrap_or_else(|_| {
+            Err(StorageError::Etcd(Arc::new(etcd_client::Error::Internal("create writer stopped".into()))))
+        })
     }
 
     /// Replaces `key` if its mod_revision is still `revision`; creates `extra_create` keys (which

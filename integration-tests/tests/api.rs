@@ -317,6 +317,76 @@ async fn services_get_cluster_ips_and_node_ports() -> Result<()> {
     Ok(())
 }
 
+/// Concurrent creates go to etcd in batches: each still answers for itself (201 or 409, an
+/// allocated port given once), and a watch sees every created object exactly once.
+#[tokio::test]
+async fn concurrent_creates_answer_each_and_reach_every_watch() -> Result<()> {
+    let c = Cluster::start().await?;
+    let client = c.client().await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let from = cms.list(&ListParams::default()).await?.metadata.resource_version.expect("rv");
+    let mut watch = cms.watch(&WatchParams::default().timeout(30), &from).await?.boxed();
+
+    // 300 creates of 150 names, 64 at a time: every name is created once, the rest are 409.
+    let results: Vec<Result<ConfigMap, kube::Error>> = futures::stream::iter((0..300).map(|i| {
+        let cms = cms.clone();
+        async move {
+            let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": format!("cm-{}", i % 150)}}))?;
+            Ok::<_, anyhow::Error>(cms.create(&PostParams::default(), &cm).await)
+        }
+    }))
+    .buffer_unordered(64)
+    .try_collect()
+    .await?;
+    let created: Vec<&ConfigMap> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let conflicts = results.iter().filter(|r| r.as_ref().err().and_then(status_code) == Some(409)).count();
+    assert_eq!((created.len(), conflicts), (150, 150), "{:?}", results.iter().find(|r| r.is_err()));
+    let mut revisions: Vec<u64> =
+        created.iter().filter_map(|cm| cm.metadata.resource_version.as_ref()?.parse().ok()).collect();
+    revisions.sort_unstable();
+    revisions.dedup();
+    assert!(revisions.len() < 150, "some creates shared a transaction ({} revisions)", revisions.len());
+
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 150 {
+        match tokio::time::timeout(Duration::from_secs(10), watch.try_next()).await?? {
+            Some(WatchEvent::Added(cm)) => assert!(seen.insert(cm.metadata.name.unwrap_or_default()), "ADDED twice"),
+            Some(WatchEvent::Bookmark(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // A watch resumed from the first batch's resourceVersion starts after the whole batch.
+    let first = revisions[0].to_string();
+    let at_first = created.iter().filter(|cm| cm.metadata.resource_version.as_deref() == Some(&first)).count();
+    let mut resumed = cms.watch(&WatchParams::default().timeout(5), &first).await?.boxed();
+    let mut after = 0;
+    while let Some(ev) = resumed.try_next().await? {
+        match ev {
+            WatchEvent::Added(_) => after += 1,
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(after, 150 - at_first);
+
+    // Services created at once asking for one nodePort: exactly one gets it.
+    let svcs: Api<Service> = Api::namespaced(client, "default");
+    let results: Vec<Result<Service, kube::Error>> = futures::future::join_all((0..16).map(|i| {
+        let svcs = svcs.clone();
+        async move {
+            let svc: Service = serde_json::from_value(json!({"metadata": {"name": format!("np-{i}")},
+                "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30111}]}}))
+            .expect("svc");
+            svcs.create(&PostParams::default(), &svc).await
+        }
+    }))
+    .await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results.iter().filter(|r| r.as_ref().err().and_then(status_code) == Some(422)).count();
+    assert_eq!((won, refused), (1, 15));
+    Ok(())
+}
+
 #[tokio::test]
 async fn watches_resume_filter_and_expire() -> Result<()> {
     let c = Cluster::start().await?;

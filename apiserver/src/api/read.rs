@@ -413,8 +413,9 @@ impl Writer {
     async fn follow_cache(self, sub: Subscription) {
         let Subscription { initial, mut live, after } = sub;
         let mut last = after;
-        for ev in &initial {
-            if !self.send_event(ev).await {
+        // One write per revision, so a watch that ends (timeout, lag) never ends inside one.
+        for group in initial.chunk_by(|a, b| a.revision == b.revision) {
+            if !self.send_events(group.iter().map(|e| &**e)).await {
                 return;
             }
         }
@@ -426,11 +427,11 @@ impl Writer {
         let mut bookmarked = after;
         loop {
             tokio::select! {
-                ev = live.recv() => match ev {
-                    Ok(ev) if ev.revision <= after => {}
-                    Ok(ev) => {
-                        last = ev.revision;
-                        if !self.send_event(&ev).await { return; }
+                changes = live.recv() => match changes {
+                    Ok(changes) => {
+                        let fresh = changes.iter().filter(|e| e.revision > after);
+                        last = changes.last().map_or(last, |e| e.revision.max(last));
+                        if !self.send_events(fresh.map(|e| &**e)).await { return; }
                     }
                     // Too slow to keep up: end the watch; the client re-watches from its last RV.
                     Err(broadcast::error::RecvError::Lagged(_) | broadcast::error::RecvError::Closed) => return,
@@ -465,11 +466,12 @@ impl Writer {
                 }
                 return;
             }
+            let mut events = Vec::with_capacity(resp.events().len());
             for ev in resp.events() {
                 let Some(kv) = ev.kv() else { continue };
                 let kv = crate::storage::Kv::from(kv);
                 let prev = ev.prev_kv().and_then(|p| Object::from_kv(crate::storage::Kv::from(p))).map(Arc::new);
-                let event = match ev.event_type() {
+                events.push(match ev.event_type() {
                     etcd_client::EventType::Put => {
                         let kind = if prev.is_some() { EventKind::Modified } else { EventKind::Added };
                         let revision = kv.mod_revision;
@@ -483,16 +485,27 @@ impl Writer {
                         let object = Arc::new(Object::with_revision(&p, kv.mod_revision));
                         Event { kind: EventKind::Deleted, revision: kv.mod_revision, object, prev: Some(p) }
                     }
-                };
-                if !self.send_event(&event).await {
-                    return;
-                }
+                });
+            }
+            if !self.send_events(events.iter()).await {
+                return;
             }
         }
     }
 
-    /// Sends what this watcher should see of `ev`, if anything. False once the client is gone.
-    async fn send_event(&self, ev: &Event) -> bool {
+    /// Sends what this watcher should see of `events` in one write. False once the client is gone.
+    async fn send_events(&self, events: impl Iterator<Item = &Event>) -> bool {
+        let mut lines = events.filter_map(|ev| self.encode(ev));
+        let Some(first) = lines.next() else { return true };
+        let Some(second) = lines.next() else { return self.tx.send(first).await.is_ok() };
+        let mut out = BytesMut::from(&first[..]);
+        out.put_slice(&second);
+        lines.for_each(|line| out.put_slice(&line));
+        self.tx.send(out.freeze()).await.is_ok()
+    }
+
+    /// The line this watcher should see of `ev`, if any.
+    fn encode(&self, ev: &Event) -> Option<Bytes> {
         let now = self.filter.matches(&ev.object);
         let before = ev.prev.as_ref().is_some_and(|p| self.filter.matches(p));
         let (kind, obj): (&str, std::borrow::Cow<'_, Object>) = match (ev.kind, before, now) {
@@ -502,10 +515,10 @@ impl Writer {
             // Leaving the selector: DELETED with the last state that matched, at this revision.
             (EventKind::Modified, true, false) => match &ev.prev {
                 Some(p) => ("DELETED", std::borrow::Cow::Owned(Object::with_revision(p, ev.revision))),
-                None => return true,
+                None => return None,
             },
             (EventKind::Deleted, _, true) => ("DELETED", std::borrow::Cow::Borrowed(&*ev.object)),
-            _ => return true,
+            _ => return None,
         };
         let line = match self.repr {
             Representation::Object => encode_event(kind, &obj.json),
@@ -522,7 +535,7 @@ impl Writer {
                 encode_event(kind, &serde_json::to_vec(&t).unwrap_or_default())
             }
         };
-        self.tx.send(line).await.is_ok()
+        Some(line)
     }
 
     async fn bookmark(&self, revision: i64, initial_events_end: bool) -> bool {
