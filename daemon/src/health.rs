@@ -1,5 +1,5 @@
-//! The plain-HTTP endpoint a daemon serves for its operator: `/healthz` (`ok`) and `/metrics`
-//! (the Prometheus text of its registry).
+//! The plain-HTTP endpoint a daemon serves for its operator: `/healthz` (`ok`, or 503 when the
+//! daemon's own check says it is stuck) and `/metrics` (the Prometheus text of its registry).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +18,21 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, crate::Error> {
     Ok(TcpListener::bind(address).await?)
 }
 
-/// Serves until `shutdown`.
+/// A daemon's own health: `Err(why)` makes `/healthz` answer 503 with the reason.
+pub type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Serves until `shutdown`; `/healthz` is always ok.
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) {
+    serve_with_check(listener, registry, Arc::new(|| Ok(())), shutdown).await;
+}
+
+/// Serves until `shutdown`, with `/healthz` (and `/livez`, `/readyz`) answering from `check`.
+pub async fn serve_with_check(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    check: Check,
+    shutdown: CancellationToken,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             a = listener.accept() => match a {
@@ -31,11 +44,11 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
             },
             () = shutdown.cancelled() => return,
         };
-        let registry = registry.clone();
+        let (registry, check) = (registry.clone(), check.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let registry = registry.clone();
-                async move { Ok::<_, Infallible>(answer(req.uri().path(), &registry)) }
+                let response = answer(req.uri().path(), &registry, &*check);
+                async move { Ok::<_, Infallible>(response) }
             });
             if let Err(e) =
                 hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await
@@ -46,9 +59,16 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
     }
 }
 
-fn answer(path: &str, registry: &Registry) -> Response<Full<Bytes>> {
+fn answer(
+    path: &str,
+    registry: &Registry,
+    check: &(dyn Fn() -> Result<(), String> + Send + Sync),
+) -> Response<Full<Bytes>> {
     let (code, content_type, body) = match path {
-        "/healthz" | "/livez" | "/readyz" => (StatusCode::OK, "text/plain", "ok".to_string()),
+        "/healthz" | "/livez" | "/readyz" => match check() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ok".to_string()),
+            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", why),
+        },
         "/metrics" => {
             let mut text = String::new();
             let _ = prometheus_client::encoding::text::encode(&mut text, registry);
@@ -74,9 +94,12 @@ mod tests {
         let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
         registry.register("things", "Things counted", counter.clone());
         counter.inc();
-        assert_eq!(answer("/healthz", &registry).status(), StatusCode::OK);
-        assert_eq!(answer("/nope", &registry).status(), StatusCode::NOT_FOUND);
-        let metrics = answer("/metrics", &registry);
+        let fine = || -> Result<(), String> { Ok(()) };
+        assert_eq!(answer("/healthz", &registry, &fine).status(), StatusCode::OK);
+        let stuck = || -> Result<(), String> { Err("last sync 5m ago".into()) };
+        assert_eq!(answer("/healthz", &registry, &stuck).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer("/nope", &registry, &fine).status(), StatusCode::NOT_FOUND);
+        let metrics = answer("/metrics", &registry, &fine);
         assert_eq!(metrics.status(), StatusCode::OK);
     }
 }
