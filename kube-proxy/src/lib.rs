@@ -187,7 +187,6 @@ async fn start_dns(
     let tcp = tokio::net::TcpListener::bind(dns.listen).await?;
     let resolv = std::fs::read_to_string(&dns.resolv_conf).unwrap_or_default();
     let upstream = dns::upstream_from_resolv_conf(&resolv, &[std::net::IpAddr::V4(dns.service_ip)]);
-    tracing::info!(listen = %dns.listen, ?upstream, "serving cluster DNS");
     let (records, receiver) = tokio::sync::watch::channel(Arc::new(dns::Records::build(&dns.domain, &[], &[])));
     tokio::spawn(dns::serve(udp, tcp, receiver, upstream, shutdown));
     Ok(records)
