@@ -42,10 +42,10 @@ use sync::{Schedule, Syncer};
 /// A change waiting longer than this (past the minimum interval) makes /healthz fail.
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// What the watches report to the sync loop.
-enum Change {
-    /// An object of a kind changed (or its list completed: `listed`).
-    Seen { kind: usize, listed: bool },
+/// What the watches report to the sync loop: an object of `kind` changed, or its list completed.
+struct Change {
+    kind: usize,
+    listed: bool,
 }
 
 const SERVICES: usize = 0;
@@ -95,7 +95,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         let wait = if listed.iter().all(|l| *l) { schedule.wait(Instant::now()) } else { Duration::from_secs(3600) };
         tokio::select! {
             change = changes.next() => {
-                let Some(Change::Seen { kind, listed: done }) = change else { return Ok(()) };
+                let Some(Change { kind, listed: done }) = change else { return Ok(()) };
                 listed[kind] |= done;
                 schedule.changed();
                 waiting.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
@@ -110,7 +110,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         let now = Instant::now();
         let Some(full) = schedule.due(now) else { continue };
         let settings = settings(&config, &nodes);
-        let ports = model::service_ports(&services.state(), &slices.state());
+        let (service_objects, slice_objects) = (services.state(), slices.state());
+        let ports = model::service_ports(&service_objects, &slice_objects);
         let result = syncer.sync(ports, &settings, full).await;
         schedule.synced(now, full, result.is_ok());
         match result {
@@ -127,7 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             }
         }
         if let (Some(records), Some(dns)) = (&dns_records, &config.dns) {
-            let built = dns::Records::build(&dns.domain, &services.state(), &slices.state());
+            let built = dns::Records::build(&dns.domain, &service_objects, &slice_objects);
             records.send_replace(Arc::new(built));
         }
     }
@@ -145,8 +146,8 @@ where
     let events = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
     Box::pin(events.filter_map(move |event| async move {
         match event {
-            Ok(watcher::Event::InitDone) => Some(Change::Seen { kind, listed: true }),
-            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => Some(Change::Seen { kind, listed: false }),
+            Ok(watcher::Event::InitDone) => Some(Change { kind, listed: true }),
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => Some(Change { kind, listed: false }),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(kind, error = %e, "watch failed; retrying");
