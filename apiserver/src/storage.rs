@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, KvClient, TlsOptions, Txn,
-    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, KvClient, SortOrder,
+    SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
 };
 
 use crate::metrics::Metrics;
@@ -92,6 +92,18 @@ pub struct Page {
     pub remaining: i64,
 }
 
+/// What a range holds at a revision, without its values: enough to tell whether a copy of the
+/// range made at an earlier revision is still exact (see [`Store::summary`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeSummary {
+    /// The revision the range was read at.
+    pub revision: i64,
+    /// Keys in the range.
+    pub count: i64,
+    /// The highest `mod_revision` among them (0 if there are none).
+    pub last_modified: i64,
+}
+
 /// Largest etcd response accepted. Ranges are read in chunks of keys, but one chunk of large
 /// objects (etcd allows 1.5 MiB each) can still be far past gRPC's default of 4 MiB.
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
@@ -151,6 +163,28 @@ impl Store {
         let resp = self.kv.clone().get("\0", Some(GetOptions::new().with_count_only())).await;
         self.observe("revision", start);
         Ok(resp?.header().map_or(0, |h| h.revision()))
+    }
+
+    /// How many keys are under `prefix` now and when the newest of them was written, in one
+    /// keys-only read that returns a single key. A copy of the range made at revision `r` is
+    /// exact now when it holds `count` keys and `last_modified <= r`: every key present was
+    /// written at or before `r`, so the present keys are a subset of the copy's, and equal counts
+    /// make them the same set.
+    pub async fn summary(&self, prefix: &str) -> Result<RangeSummary, StorageError> {
+        let options = GetOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_keys_only()
+            .with_sort(SortTarget::Mod, SortOrder::Descend)
+            .with_limit(1);
+        let start = Instant::now();
+        let resp = self.kv.clone().get(prefix, Some(options)).await;
+        self.observe("summary", start);
+        let resp = resp?;
+        Ok(RangeSummary {
+            revision: resp.header().map_or(0, |h| h.revision()),
+            count: resp.count(),
+            last_modified: resp.kvs().first().map_or(0, |kv| kv.mod_revision()),
+        })
     }
 
     /// Creates `key` and every `extra` key, all only if none exists. Returns the new revision,

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Api, Body, Representation, bytes_response, representation};
-use crate::cache::{Event, EventKind, Object, StartAt, Subscription};
+use crate::cache::{Cache, Event, EventKind, Object, StartAt, Subscription};
 use crate::error::Error;
 use crate::object;
 use crate::request::{Query, ResourceRequest};
@@ -222,22 +222,42 @@ impl Api {
     }
 
     /// Serves a list from the watch cache when it is fresh enough for `rv` ("0": anything;
-    /// N: at least N), otherwise from etcd. A list without a resourceVersion must be current, and
-    /// with etcd 3.4 the cache cannot prove it is (see `Cache::wait_for`), so it reads etcd.
+    /// N: at least N; none: current, as etcd confirms), otherwise from etcd.
     async fn list_from_cache(&self, filter: &Filter, rv: Option<&str>) -> Result<ListResult, Error> {
         let cache = self.cache(filter.resource);
-        let fresh_enough = match rv {
-            None => false,
-            Some("0") => cache.revision() > 0,
-            Some(v) => cache.wait_for(parse_rv(v)?, Duration::from_millis(250)).await,
+        let snapshot = match rv {
+            None => self.current_snapshot(cache, filter.prefix()).await?,
+            Some("0") => (cache.revision() > 0).then(|| cache.snapshot(filter.prefix())),
+            Some(v) => {
+                cache.wait_for(parse_rv(v)?, Duration::from_millis(250)).await.then(|| cache.snapshot(filter.prefix()))
+            }
         };
-        if !fresh_enough {
+        let Some((objects, revision)) = snapshot else {
             return self.list_from_etcd(filter, None, 0, None, false).await;
-        }
-        let (objects, revision) = cache.snapshot(filter.prefix());
+        };
         let items =
             if filter.selects_all() { objects } else { objects.into_iter().filter(|o| filter.matches(o)).collect() };
         Ok(ListResult { items, revision, continue_token: None, remaining: None })
+    }
+
+    /// The cache's objects under `prefix` if they are exactly what etcd holds now, with etcd's
+    /// current revision; None if etcd has changes the cache has not applied yet. With etcd 3.4 the
+    /// cache cannot learn that it is current from a progress request (see `Cache::wait_for`), so
+    /// it asks etcd for a summary of the range instead: a keys-only read of one key, far cheaper
+    /// than reading every value. A cache that is behind gets one short wait to catch up.
+    async fn current_snapshot(&self, cache: &Cache, prefix: &str) -> Result<Option<(Vec<Arc<Object>>, i64)>, Error> {
+        for attempt in 0..2 {
+            let (objects, seen) = cache.snapshot(prefix);
+            let now = self.store.summary(prefix).await?;
+            if now.last_modified <= seen && now.count == objects.len() as i64 {
+                return Ok(Some((objects, now.revision)));
+            }
+            let behind = now.last_modified.max(seen + 1);
+            if attempt > 0 || !cache.wait_for(behind, Duration::from_millis(100)).await {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     async fn list_from_etcd(
@@ -312,11 +332,11 @@ impl Api {
         let initial_events = query.get("sendInitialEvents") == Some("true");
         let rv = query.value("resourceVersion");
         let cache = self.cache(req.resource).clone();
-        // Without a resourceVersion a watch starts from the current state: read from etcd (a
-        // consistent read), then follow changes after that revision.
+        // Without a resourceVersion a watch starts from the current state (a consistent read),
+        // then follows changes after that revision.
         let (start, current) = match rv {
             None => {
-                let listed = self.list_from_etcd(&filter, None, 0, None, false).await?;
+                let listed = self.list_from_cache(&filter, None).await?;
                 (StartAt::After(listed.revision), Some(listed))
             }
             Some("0") => (StartAt::Snapshot, None),
