@@ -93,6 +93,11 @@ pub struct Args {
     /// After a pod starts, how long readiness changes are taken as start-up.
     #[arg(long, env = "RK_HPA_INITIAL_READINESS_DELAY", default_value = "30s", value_parser = daemon::parse_duration)]
     pub horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    /// Addresses for LoadBalancer Services: comma-separated IPv4 CIDRs (`a.b.c.d/n`; below /31
+    /// without the network and broadcast addresses) and ranges (`a.b.c.d-e.f.g.h`). Unset, the
+    /// service-lb controller gives out none.
+    #[arg(long, env = "RK_SERVICE_LB_IP_POOL")]
+    pub service_lb_ip_pool: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +118,8 @@ pub struct Config {
     pub local_path_dir: PathBuf,
     pub local_path_helper_image: String,
     pub hpa: crate::controllers::podautoscaler::Settings,
+    /// Addresses for LoadBalancer Services; `None`: the service-lb controller is off.
+    pub service_lb_ip_pool: Option<crate::controllers::service_lb::Pool>,
 }
 
 impl Config {
@@ -132,6 +139,7 @@ impl Config {
             local_path_dir: PathBuf::from(DEFAULT_LOCAL_PATH_DIR),
             local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.into(),
             hpa: crate::controllers::podautoscaler::Settings::default(),
+            service_lb_ip_pool: None,
         }
     }
 }
@@ -169,6 +177,11 @@ impl TryFrom<Args> for Config {
         if args.concurrent_deployment_syncs == 0 {
             return Err(Error::Config("--concurrent-deployment-syncs must be at least 1".into()));
         }
+        let service_lb_ip_pool = match args.service_lb_ip_pool.as_deref() {
+            Some(text) => crate::controllers::service_lb::Pool::parse(text)
+                .map_err(|e| Error::Config(format!("--service-lb-ip-pool: {e}")))?,
+            None => None,
+        };
         if !args.local_path_dir.is_absolute() {
             return Err(Error::Config(format!("--local-path-dir {:?} must be absolute", args.local_path_dir)));
         }
@@ -192,6 +205,7 @@ impl TryFrom<Args> for Config {
                 cpu_initialization_period: args.horizontal_pod_autoscaler_cpu_initialization_period,
                 initial_readiness_delay: args.horizontal_pod_autoscaler_initial_readiness_delay,
             },
+            service_lb_ip_pool,
         })
     }
 }
@@ -230,6 +244,25 @@ pub fn select_controllers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_service_lb_ip_pool_is_checked_at_start() {
+        let config = |pool: Option<&str>| {
+            let mut argv = vec!["rk-controller-manager", "--kubeconfig", "/k", "--leader-elect=false"];
+            argv.extend(pool.iter().flat_map(|p| ["--service-lb-ip-pool", p]));
+            let args = <Args as clap::Parser>::try_parse_from(argv).map_err(|e| Error::Config(e.to_string()))?;
+            Config::try_from(args)
+        };
+        let off = config(None).map(|c| c.service_lb_ip_pool);
+        assert!(matches!(off, Ok(None)), "{off:?}");
+        let two = config(Some("192.0.2.8/30")).map(|c| c.service_lb_ip_pool.map(|p| p.to_string()));
+        assert_eq!(two.ok().flatten().as_deref(), Some("192.0.2.9-192.0.2.10"));
+        let bad = config(Some("192.0.2.8/30,192.0.2.300-192.0.2.301")).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(
+            bad,
+            Err("--service-lb-ip-pool: \"192.0.2.300-192.0.2.301\": \"192.0.2.300\" is not an IPv4 address".into())
+        );
+    }
 
     #[test]
     fn controllers_resolve_like_upstream() {

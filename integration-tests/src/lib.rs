@@ -227,6 +227,12 @@ pub struct Pki {
 
 impl Pki {
     pub fn generate() -> Result<Self> {
+        Self::generate_for(&[])
+    }
+
+    /// Like [`Pki::generate`], with the API server's certificate also valid for `extra_ips`
+    /// (an address that node network namespaces reach it on).
+    pub fn generate_for(extra_ips: &[std::net::IpAddr]) -> Result<Self> {
         let dir = TempDir::new("pki")?;
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
@@ -242,7 +248,9 @@ impl Pki {
         };
         let ca_path = write("ca.crt", &ca_cert.pem())?;
         let server_key = KeyPair::generate()?;
-        let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        names.extend(extra_ips.iter().map(ToString::to_string));
+        let mut server = CertificateParams::new(names)?;
         server.distinguished_name.push(DnType::CommonName, "rk-apiserver");
         let server_cert = server.signed_by(&server_key, &issuer)?;
         let server_cert_path = write("apiserver.crt", &server_cert.pem())?;
@@ -454,6 +462,7 @@ pub struct Dockerd {
     child: Option<Child>,
     pub socket: PathBuf,
     dir: TempDir,
+    netns: Option<String>,
 }
 
 /// The busybox image tests run: `docker import` of the host's static busybox with its applets.
@@ -461,9 +470,15 @@ pub const BUSYBOX: &str = "rk-test/busybox:1";
 
 impl Dockerd {
     pub async fn start() -> Result<Self> {
+        Self::start_in(None).await
+    }
+
+    /// A dockerd whose containers and networks live in the network namespace `netns` (a node of
+    /// a [`TestNetwork`]); its socket is a file, reachable from anywhere.
+    pub async fn start_in(netns: Option<&str>) -> Result<Self> {
         let dir = TempDir::new("dockerd")?;
         let socket = dir.path().join("docker.sock");
-        let mut d = Dockerd { child: None, socket, dir };
+        let mut d = Dockerd { child: None, socket, dir, netns: netns.map(str::to_string) };
         d.spawn().await?;
         d.import_busybox(BUSYBOX)?;
         Ok(d)
@@ -471,7 +486,17 @@ impl Dockerd {
 
     async fn spawn(&mut self) -> Result<()> {
         let dir = self.dir.path();
-        let child = Command::new("dockerd")
+        let mut command = match &self.netns {
+            // nsenter, not `ip netns exec`: that mounts a sysfs of the namespace over /sys,
+            // hiding the cgroup mounts dockerd needs.
+            Some(netns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{netns}")).arg("dockerd");
+                c
+            }
+            None => Command::new("dockerd"),
+        };
+        let child = command
             .arg("--data-root")
             .arg(dir.join("data"))
             .arg("--exec-root")
@@ -655,6 +680,9 @@ impl Drop for Dockerd {
             std::thread::sleep(Duration::from_millis(200));
         }
         self.stop_daemon();
+        // dockerd bind-mounts its own network namespace here and does not always unmount it,
+        // which would keep the directory from being removed.
+        let _ = Command::new("umount").arg(self.dir.path().join("exec/netns/default")).stderr(Stdio::null()).status();
     }
 }
 
@@ -668,14 +696,28 @@ pub struct Kubelet {
 
 impl Kubelet {
     pub async fn start(cluster: &Cluster, docker: &Dockerd, node: &str, pod_cidr: &str) -> Result<Self> {
-        let (api, pki) = (&cluster.api, &cluster.pki);
+        Self::start_at(cluster, docker, node, pod_cidr, "127.0.0.1".parse()?, &cluster.api.kubeconfig, &[]).await
+    }
+
+    /// A kubelet whose Node reports `node_ip` as its InternalIP and whose pods resolve names
+    /// through `cluster_dns`, talking to the API through `kubeconfig`.
+    pub async fn start_at(
+        cluster: &Cluster,
+        docker: &Dockerd,
+        node: &str,
+        pod_cidr: &str,
+        node_ip: std::net::IpAddr,
+        kubeconfig: &Path,
+        cluster_dns: &[std::net::IpAddr],
+    ) -> Result<Self> {
+        let pki = &cluster.pki;
         let root = TempDir::new("kubelet")?;
         let config = kubelet::Config {
-            kubeconfig: api.kubeconfig.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
             node_name: node.to_string(),
-            node_ip: Some("127.0.0.1".parse()?),
+            node_ip: Some(node_ip),
             root_dir: root.path().to_path_buf(),
-            cluster_dns: vec![],
+            cluster_dns: cluster_dns.to_vec(),
             cluster_domain: "cluster.local".into(),
             pod_cidr: Some(pod_cidr.to_string()),
             taints: vec![],
@@ -710,6 +752,16 @@ impl Kubelet {
 impl Drop for Kubelet {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // tmpfs volumes (secrets, memory emptyDirs) of pods still on the node would keep the
+        // root directory from being removed: unmount them, deepest first.
+        let root = self._root.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut points: Vec<&str> =
+            mounts.lines().filter_map(|l| l.split(' ').nth(1)).filter(|p| p.starts_with(&root)).collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", point]).stderr(Stdio::null()).status();
+        }
     }
 }
 
@@ -803,4 +855,80 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Machines for multi-node tests: a bridge in the host's namespace (the switch, with the host
+/// itself at `.1`) and one network namespace per node, plugged in by a veth pair and routing
+/// (forwarding on), each a host of its own. Removed, namespaces first, on drop.
+pub struct TestNetwork {
+    bridge: String,
+    subnet: [u8; 3],
+    nodes: Vec<String>,
+}
+
+impl TestNetwork {
+    pub fn create() -> Result<Self> {
+        let pid = std::process::id();
+        // A /24 per test process, so parallel tests do not share a subnet.
+        let subnet = [10, 250, (pid % 250) as u8];
+        let net = TestNetwork { bridge: format!("rkb{}", pid % 1_000_000), subnet, nodes: Vec::new() };
+        net_cmd(&["ip", "link", "add", &net.bridge, "type", "bridge"])?;
+        net_cmd(&["ip", "addr", "add", &format!("{}/24", net.host_ip()), "dev", &net.bridge])?;
+        net_cmd(&["ip", "link", "set", &net.bridge, "up"])?;
+        Ok(net)
+    }
+
+    /// The host's address on the switch.
+    pub fn host_ip(&self) -> std::net::IpAddr {
+        let [a, b, c] = self.subnet;
+        std::net::Ipv4Addr::new(a, b, c, 1).into()
+    }
+
+    /// Adds a machine; returns its namespace name and its address on the switch (`eth0`).
+    pub fn add_node(&mut self) -> Result<(String, std::net::IpAddr)> {
+        let n = self.nodes.len();
+        let [a, b, c] = self.subnet;
+        let ip = std::net::Ipv4Addr::new(a, b, c, n as u8 + 2);
+        let netns = format!("{}-n{n}", self.bridge);
+        let veth = format!("{}-v{n}", self.bridge);
+        net_cmd(&["ip", "netns", "add", &netns])?;
+        self.nodes.push(netns.clone());
+        net_cmd(&["ip", "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &netns])?;
+        net_cmd(&["ip", "link", "set", &veth, "master", &self.bridge, "up"])?;
+        let inside = |args: &[&str]| -> Result<String> {
+            let mut full = vec!["ip", "netns", "exec", &netns];
+            full.extend_from_slice(args);
+            net_cmd(&full)
+        };
+        inside(&["ip", "link", "set", "lo", "up"])?;
+        inside(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+        inside(&["ip", "link", "set", "eth0", "up"])?;
+        inside(&["ip", "route", "add", "default", "via", &self.host_ip().to_string()])?;
+        inside(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        Ok((netns, ip.into()))
+    }
+
+    /// Runs a command inside a node's namespace; its stdout, or an error with its stderr.
+    pub fn exec(netns: &str, args: &[&str]) -> Result<String> {
+        let mut full = vec!["ip", "netns", "exec", netns];
+        full.extend_from_slice(args);
+        net_cmd(&full)
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        for netns in &self.nodes {
+            let _ = Command::new("ip").args(["netns", "delete", netns]).status();
+        }
+        let _ = Command::new("ip").args(["link", "delete", &self.bridge]).status();
+    }
+}
+
+fn net_cmd(args: &[&str]) -> Result<String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args[0]))?;
+    if !out.status.success() {
+        bail!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -253,6 +253,7 @@ async fn rk_proxy_follows_the_api_and_repairs_drift() -> Result<()> {
             resolv_conf: resolv,
         }),
         health_address: None,
+        pod_routes: false,
         nft_command: vec!["ip".into(), "netns".into(), "exec".into(), ns.name.clone(), "nft".into()],
     };
     let stop = tokio_util::sync::CancellationToken::new();

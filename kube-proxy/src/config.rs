@@ -49,6 +49,9 @@ pub struct Args {
     /// The resolv.conf naming the upstream resolvers for names outside the cluster.
     #[arg(long, env = "RK_RESOLV_CONF", default_value = "/etc/resolv.conf")]
     pub resolv_conf: PathBuf,
+    /// Route other nodes' podCIDRs via their InternalIPs (off when another network plugin does).
+    #[arg(long, env = "RK_POD_ROUTES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pod_routes: bool,
     /// Address of /healthz and /metrics; port 0 turns them off.
     #[arg(long, env = "RK_HEALTHZ_BIND_ADDRESS", default_value = "0.0.0.0:10256")]
     pub healthz_bind_address: SocketAddr,
@@ -65,6 +68,8 @@ pub struct Config {
     pub sync_period: Duration,
     /// None: no cluster DNS on this node.
     pub dns: Option<DnsConfig>,
+    /// Whether this proxy keeps the routes to other nodes' pods ([`crate::routes`]).
+    pub pod_routes: bool,
     pub health_address: Option<SocketAddr>,
     /// The nft program and leading arguments (tests point it into a network namespace).
     pub nft_command: Vec<String>,
@@ -113,6 +118,7 @@ impl TryFrom<Args> for Config {
             min_sync_period: a.min_sync_period,
             sync_period: a.sync_period,
             dns,
+            pod_routes: a.pod_routes,
             health_address: (a.healthz_bind_address.port() != 0).then_some(a.healthz_bind_address),
             nft_command: vec!["nft".into()],
         })

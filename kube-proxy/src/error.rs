@@ -10,6 +10,8 @@ pub enum Error {
     Api(#[from] kube::Error),
     #[error(transparent)]
     Nft(#[from] crate::nft::NftError),
+    #[error(transparent)]
+    Routes(#[from] crate::routes::RouteError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

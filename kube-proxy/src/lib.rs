@@ -6,12 +6,14 @@
 //!   (the layout is in the crate's README).
 //! - [`nft`]: the edge to the kernel, one transaction per sync.
 //! - [`sync`]: what to write (full or partial) and when (coalesced, with a periodic full resync).
+//! - [`routes`]: routes to other nodes' podCIDRs, through rtnetlink.
 //! - [`dns`]: the node's cluster DNS server.
 //! - [`config`], [`metrics`], [`error`].
 //!
 //! [`run`] keeps kube-rs reflectors of Services, EndpointSlices and Nodes; once all three have
 //! listed, every change marks the state dirty and the next sync (at most one per
-//! `--min-sync-period`) writes what changed and refreshes the DNS records.
+//! `--min-sync-period`) writes what changed, brings the pod routes in step and refreshes the DNS
+//! records.
 
 pub mod config;
 pub mod dns;
@@ -20,6 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod nft;
 pub mod render;
+pub mod routes;
 pub mod sync;
 
 use std::sync::{Arc, Mutex};
@@ -86,6 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         Some(dns) => Some(start_dns(dns, shutdown.clone()).await?),
         None => None,
     };
+    let routes = if config.pod_routes { Some(routes::Routes::connect()?) } else { None };
     let mut syncer = Syncer::new(nft::Nft::new(&config.nft_command), metrics.clone());
     let mut schedule = Schedule::new(config.min_sync_period, config.sync_period);
     let mut listed = [false; 3];
@@ -125,6 +129,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             Err(e) => {
                 metrics.sync_failures.inc();
                 tracing::warn!(error = %e, "sync failed; the next one rewrites the whole table");
+            }
+        }
+        if let Some(routes) = &routes {
+            match routes.sync(&routes::wanted(&nodes.state(), &config.node_name)).await {
+                Ok(plan) if !plan.is_empty() => tracing::info!(?plan, "pod routes changed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pod routes not in step; retried at the next sync"),
             }
         }
         if let (Some(records), Some(dns)) = (&dns_records, &config.dns) {

@@ -502,6 +502,17 @@ impl Docker {
         })
     }
 
+    /// Replaces the resolv.conf Docker wrote for a started container with `text`. On a
+    /// user-defined network Docker writes its embedded resolver (127.0.0.11) there, not the
+    /// cluster DNS address; the pod's containers share this file through `container:<sandbox>`.
+    pub async fn write_resolv_conf(&self, id: &str, text: &str) -> Result<(), Error> {
+        let c = self.client.inspect_container(id, None::<InspectContainerOptions>).await?;
+        match c.resolv_conf_path.filter(|p| !p.is_empty()) {
+            Some(path) => Ok(tokio::fs::write(path, text).await?),
+            None => Ok(()),
+        }
+    }
+
     pub async fn start(&self, id: &str) -> Result<(), Error> {
         self.client.start_container(id, None).await?;
         Ok(())

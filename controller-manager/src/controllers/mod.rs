@@ -17,6 +17,7 @@ pub mod podautoscaler;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod volumeprotection;
@@ -56,6 +57,8 @@ pub const REGISTRY: &[Entry] = &[
     Entry { name: volumeprotection::claims::NAME, on_by_default: true, new: volumeprotection::claims::new },
     Entry { name: volumeprotection::volumes::NAME, on_by_default: true, new: volumeprotection::volumes::new },
     Entry { name: podautoscaler::NAME, on_by_default: true, new: podautoscaler::new },
+    // Inert without --service-lb-ip-pool.
+    Entry { name: service_lb::NAME, on_by_default: true, new: service_lb::new },
 ];
 
 /// The controllers `*` turns on.

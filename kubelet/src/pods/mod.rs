@@ -428,6 +428,9 @@ async fn execute(shared: &Shared, pod: &Pod, observed: &[Observed], action: &Act
             let spec = spec::sandbox(pod, &shared.config, *attempt);
             let id = shared.docker.create(&spec).await?;
             shared.docker.start(&id).await?;
+            if let Some(text) = spec::resolv_conf(&spec) {
+                shared.docker.write_resolv_conf(&id, &text).await?;
+            }
             tracing::info!(attempt, "sandbox started");
             Ok(())
         }

@@ -77,6 +77,22 @@ pub fn network_name(node: &str) -> String {
     format!("rk-{node}")
 }
 
+/// The pod's resolv.conf, as the upstream kubelet writes it, when the pod has its own network
+/// and DNS settings (None: keep what Docker wrote, e.g. the host's for hostNetwork pods).
+pub fn resolv_conf(sandbox: &ContainerSpec) -> Option<String> {
+    if sandbox.network_mode == "host" || sandbox.dns.is_empty() {
+        return None;
+    }
+    let mut text: String = sandbox.dns.iter().map(|ip| format!("nameserver {ip}\n")).collect();
+    if !sandbox.dns_search.is_empty() {
+        text.push_str(&format!("search {}\n", sandbox.dns_search.join(" ")));
+    }
+    if !sandbox.dns_options.is_empty() {
+        text.push_str(&format!("options {}\n", sandbox.dns_options.join(" ")));
+    }
+    Some(text)
+}
+
 /// The sandbox: the pause image holding the pod's network namespace, hostname and DNS settings.
 pub fn sandbox(pod: &Pod, config: &Config, attempt: u32) -> ContainerSpec {
     let spec = pod.spec.clone().unwrap_or_default();

@@ -142,10 +142,18 @@ fn sandbox_dns_follows_the_policy() {
     assert_eq!(s.dns_options, vec!["ndots:5"]);
     assert_eq!(s.hostname.as_deref(), Some("web-1"));
     assert_eq!(s.network_mode, "rk-n1");
+    assert_eq!(
+        resolv_conf(&s).as_deref(),
+        Some("nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n")
+    );
     let mut host = pod(Container::default());
     host.spec.as_mut().expect("spec").host_network = Some(true);
     let s = sandbox(&host, &config(), 0);
     assert_eq!((s.network_mode.as_str(), s.dns.len(), s.hostname.clone()), ("host", 0, None));
+    assert_eq!(resolv_conf(&s), None, "hostNetwork pods keep the host's resolv.conf");
+    let mut default = pod(Container::default());
+    default.spec.as_mut().expect("spec").dns_policy = Some("Default".into());
+    assert_eq!(resolv_conf(&sandbox(&default, &config(), 0)), None, "dnsPolicy Default keeps Docker's");
 }
 
 #[test]
