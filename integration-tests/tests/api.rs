@@ -314,6 +314,17 @@ async fn services_get_cluster_ips_and_node_ports() -> Result<()> {
     assert_eq!(status_code(&taken), Some(422));
     svcs.delete("a", &DeleteParams::default()).await?;
     svcs.create(&PostParams::default(), &svc("b", Some(30080))).await?;
+    // A plain type change drops the node ports and policy only NodePorts need, and frees the
+    // port, as upstream; asking for a new node port on a ClusterIP Service is still a 422.
+    let bad = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 30081}]}});
+    let refused = svcs.patch("b", &PatchParams::default(), &Patch::Merge(&bad)).await.expect_err("a new node port");
+    assert_eq!(status_code(&refused), Some(422));
+    let to_cluster_ip = json!({"spec": {"type": "ClusterIP"}});
+    let b = svcs.patch("b", &PatchParams::default(), &Patch::Merge(&to_cluster_ip)).await?;
+    let spec = b.spec.expect("spec");
+    assert_eq!(spec.ports.as_ref().and_then(|p| p[0].node_port), None);
+    assert_eq!(spec.external_traffic_policy, None);
+    svcs.create(&PostParams::default(), &svc("c", Some(30080))).await?;
     Ok(())
 }
 

@@ -65,6 +65,19 @@ struct Node {
 }
 
 impl Node {
+    /// `GET path` from inside `pod`: the body's last line. busybox nc quits when its stdin ends,
+    /// sometimes before the answer arrived, so an empty answer is asked again.
+    fn get(&self, pod: &str, ip: &str, port: u16, path: &str) -> Result<String> {
+        let mut last = Ok(String::new());
+        for _ in 0..5 {
+            last = self.sh(pod, &get_script(ip, port, path)).map(|s| s.trim().to_string());
+            if last.as_ref().is_ok_and(|s| !s.is_empty()) {
+                break;
+            }
+        }
+        last
+    }
+
     /// Runs `sh -c script` in the app container of `pod` (on this node); stdout, or the error.
     fn sh(&self, pod: &str, script: &str) -> Result<String> {
         let filter = format!("label=io.kubernetes.pod.name={pod}");
@@ -81,23 +94,30 @@ impl Node {
     }
 }
 
-/// An HTTP GET of `path` on `ip:port` with busybox nc (busybox wget crashes on this host),
-/// printing the body's last line; `bb` prefixes each applet ("busybox " outside containers).
-fn http_get(bb: &str, ip: &str, port: u16, path: &str) -> String {
-    format!("{bb}printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | {bb}nc -w 3 {ip} {port} | {bb}tail -n 1")
-}
-
+/// A shell command that GETs `path` on `ip:port` with busybox nc (busybox wget crashes on this
+/// host) and prints the body's last line.
 fn get_script(ip: &str, port: u16, path: &str) -> String {
-    http_get("", ip, port, path)
+    format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} {port} | tail -n 1")
 }
 
-/// The same GET from the host, outside every node.
+/// The same GET from the host (outside every node, or inside one with `netns`), with curl.
+fn curl(netns: Option<&str>, ip: &str, port: u16, path: &str) -> Result<String> {
+    let url = format!("http://{ip}:{port}{path}");
+    let out = match netns {
+        Some(ns) => TestNetwork::exec(ns, &["curl", "-sS", "--max-time", "3", &url])?,
+        None => {
+            let out = Command::new("curl").args(["-sS", "--max-time", "3", &url]).output()?;
+            if !out.status.success() {
+                bail!("curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    Ok(out.trim().to_string())
+}
+
 fn get_from_host(ip: &str, port: u16, path: &str) -> Result<String> {
-    let out = Command::new("sh").args(["-c", &http_get("busybox ", ip, port, path)]).output()?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    curl(None, ip, port, path)
 }
 
 /// The pods' placement and state, for a failure message.
@@ -124,6 +144,7 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
     let _scheduler = Scheduler::start(scheduler::Config::for_kubeconfig(c.api.kubeconfig.clone()));
 
     let mut nodes = Vec::new();
+    let mut netns_of = Vec::new();
     let mut proxies = Vec::new();
     for (i, name) in ["node-a", "node-b"].into_iter().enumerate() {
         let (netns, ip) = net.add_node()?;
@@ -131,6 +152,7 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
         let cidr = format!("10.244.{}.0/24", i + 1);
         let kubelet = Kubelet::start_at(&c, &docker, name, &cidr, ip, &c.api.kubeconfig, &[DNS_IP.parse()?]).await?;
         proxies.push(Proxy::start(&netns, name, &c.api.kubeconfig)?);
+        netns_of.push(netns);
         nodes.push(Node { name: name.into(), ip, docker, _kubelet: kubelet });
     }
 
@@ -266,7 +288,7 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
     // Pod to pod across nodes, by pod IP.
     let (remote_name, _, remote_ip) = web_pods.iter().find(|(_, node, _)| node == "node-b").context("pod on b")?;
     let answer = eventually(60, "pod on node A reaches a pod on node B by IP", || {
-        let answer = a.sh("client", &get_script(remote_ip, 8080, "/")).unwrap_or_default();
+        let answer = a.get("client", remote_ip, 8080, "/").unwrap_or_default();
         async move { Ok((!answer.trim().is_empty()).then_some(answer)) }
     })
     .await
@@ -277,8 +299,8 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen != web_names && Instant::now() < deadline {
-        if let Ok(name) = a.sh("client", &get_script(&cluster_ip, 80, "/")) {
-            seen.insert(name.trim().to_string());
+        if let Ok(name) = a.get("client", &cluster_ip, 80, "/") {
+            seen.insert(name);
         }
     }
     assert_eq!(seen, web_names, "backends reached through {cluster_ip}");
@@ -305,8 +327,8 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
 
     // Cluster DNS from the pod: short, namespaced and full names, headless, ExternalName.
     for name in ["web.default.svc.cluster.local", "web.default", "web"] {
-        let out = a.sh("client", &format!("{} 2>&1; echo rc=$?", get_script(name, 80, "/")))?;
-        assert!(web_names.iter().any(|w| out.contains(w.as_str())), "{name}: {out}");
+        let out = a.get("client", name, 80, "/")?;
+        assert!(web_names.contains(&out), "{name}: {out:?}");
     }
     let out = a.sh("client", &format!("nslookup web-headless.default.svc.cluster.local {DNS_IP}"))?;
     for (_, _, ip) in &web_pods {
@@ -321,10 +343,8 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
     let patch = json!({"spec": {"sessionAffinity": "ClientIP"}});
     services.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let answers: std::collections::BTreeSet<String> = (0..10)
-        .filter_map(|_| a.sh("client", &get_script(&cluster_ip, 80, "/")).ok())
-        .map(|s| s.trim().to_string())
-        .collect();
+    let answers: std::collections::BTreeSet<String> =
+        (0..10).filter_map(|_| a.get("client", &cluster_ip, 80, "/").ok()).collect();
     assert_eq!(answers.len(), 1, "affinity answers: {answers:?}");
 
     // Scaled to zero: refused at once, not a hang.
@@ -335,6 +355,33 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
         let out = a.sh("client", &format!("nc -w 5 {cluster_ip} 80 </dev/null 2>&1; echo exit=$?"));
         let refused = out.is_ok_and(|o| o.contains("exit=1")) && start.elapsed() < Duration::from_secs(2);
         async move { Ok(refused.then_some(())) }
+    })
+    .await?;
+    // Each node's rk-proxy reports healthy, with full and partial syncs and the network
+    // programming latency of the endpoint changes above.
+    for (node, netns) in [(a, &netns_of[0]), (b, &netns_of[1])] {
+        assert_eq!(curl(Some(netns), "127.0.0.1", 10256, "/healthz")?, "ok", "{}", node.name);
+        let metrics = curl(Some(netns), "127.0.0.1", 10256, "/metrics")?;
+        for family in [
+            "rk_proxy_sync_duration_seconds_count{kind=\"full\"}",
+            "rk_proxy_sync_duration_seconds_count{kind=\"partial\"}",
+            "rk_proxy_network_programming_duration_seconds_count",
+        ] {
+            let count = metrics.lines().find_map(|l| l.strip_prefix(family)?.trim().parse::<u64>().ok());
+            assert!(count.is_some_and(|c| c > 0), "{family} on {}: {count:?}", node.name);
+        }
+    }
+    // Each node routes the other's podCIDR via its address, and the route goes with the Node.
+    let routes = TestNetwork::exec(&netns_of[0], &["ip", "route", "show", "proto", "82"])?;
+    assert_eq!(routes.trim(), format!("10.244.2.0/24 via {} dev eth0", b.ip), "node A's routes");
+    let routes = TestNetwork::exec(&netns_of[1], &["ip", "route", "show", "proto", "82"])?;
+    assert_eq!(routes.trim(), format!("10.244.1.0/24 via {} dev eth0", a.ip), "node B's routes");
+    let mut nodes = nodes;
+    nodes[1]._kubelet.stop().await?;
+    node_api.delete("node-b", &Default::default()).await?;
+    eventually(30, "node A's route to node B's pods removed with the Node", || {
+        let routes = TestNetwork::exec(&netns_of[0], &["ip", "route", "show", "proto", "82"]);
+        async move { Ok(routes?.trim().is_empty().then_some(())) }
     })
     .await?;
     drop(proxies);

@@ -3,6 +3,7 @@
 
 pub mod allocator;
 pub mod defaults;
+pub mod services;
 pub mod validation;
 
 use std::fmt;

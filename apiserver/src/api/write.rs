@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::decode::{self, FieldValidation};
 use super::{Api, Body, json_response, with_warnings};
-use crate::admission::{FieldError, defaults, validation};
+use crate::admission::{FieldError, defaults, services, validation};
 use crate::error::Error;
 use crate::object::{self, metadata_mut};
 use crate::request::{Query, ResourceRequest};
@@ -594,6 +594,9 @@ impl Api {
             let requested = change(&current)?;
             let mut next = merge_for_update(resource, req.subresource.as_deref(), &current, requested);
             prepare_for_update(&current, &mut next);
+            if is_core(resource, "services") {
+                services::drop_type_dependent_fields(&current, &mut next);
+            }
             self.admit(resource, &mut next, Some(&current))?;
             if same_object(&current, &next) {
                 return Ok(json_response(StatusCode::OK, &current));
