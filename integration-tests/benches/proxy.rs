@@ -7,7 +7,6 @@
 //! the render, the difference and `nft -f`, as the daemon does it); and cluster DNS queries/s
 //! over UDP from loopback.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::sync::Arc;
