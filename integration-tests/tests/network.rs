@@ -20,7 +20,7 @@ const DNS_IP: &str = "10.96.0.10";
 /// A real rk-proxy process inside a node's namespace; killed on drop.
 struct Proxy {
     child: Child,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Proxy {
@@ -41,11 +41,11 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .context("starting node-proxy")?;
-        Ok(Proxy { child, _dir: dir })
+        Ok(Proxy { child, dir })
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("proxy.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
     }
 }
 
@@ -199,45 +199,21 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     deployments.create(&PostParams::default(), &deployment).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let service = |spec: serde_json::Value| -> Result<Service> { Ok(serde_json::from_value(spec)?) };
-    services
-        .create(
-            &PostParams::default(),
-            &service(json!({
-                "metadata": {"name": "web"},
-                "spec": {"type": "NodePort", "selector": {"app": "web"},
-                    "ports": [{"port": 80, "targetPort": "http", "nodePort": 30080}]}
-            }))?,
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &service(json!({
-                "metadata": {"name": "local"},
-                "spec": {"type": "NodePort", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
-                    "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30081}]}
-            }))?,
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &service(json!({
-                "metadata": {"name": "web-headless"},
-                "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]}
-            }))?,
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &service(json!({
-                "metadata": {"name": "elsewhere"},
-                "spec": {"type": "ExternalName", "externalName": "db.example.org"}
-            }))?,
-        )
-        .await?;
+    // web (NodePort 30080), local (externalTrafficPolicy Local, 30081), a headless Service and
+    // an ExternalName.
+    for spec in [
+        json!({"metadata": {"name": "web"},
+            "spec": {"type": "NodePort", "selector": {"app": "web"},
+                "ports": [{"port": 80, "targetPort": "http", "nodePort": 30080}]}}),
+        json!({"metadata": {"name": "local"},
+            "spec": {"type": "NodePort", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
+                "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30081}]}}),
+        json!({"metadata": {"name": "web-headless"},
+            "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]}}),
+        json!({"metadata": {"name": "elsewhere"}, "spec": {"type": "ExternalName", "externalName": "db.example.org"}}),
+    ] {
+        services.create(&PostParams::default(), &serde_json::from_value::<Service>(spec)?).await?;
+    }
     // The client pod on node A.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let client_pod: Pod = serde_json::from_value(json!({
