@@ -13,6 +13,7 @@ use etcd_client::{
 use crate::metrics::Metrics;
 
 mod creates;
+mod members;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -116,6 +117,8 @@ pub struct Store {
     metrics: Metrics,
     /// To the task that writes creates in batches ([`creates`]); it ends with the last clone.
     creates: tokio::sync::mpsc::UnboundedSender<creates::Pending>,
+    /// Held while any clone lives; the member prober stops when it is gone.
+    _alive: Arc<()>,
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, StorageError> {
@@ -135,12 +138,17 @@ impl Store {
             }
             options = options.with_tls(t);
         }
-        let client = Client::connect(endpoints, Some(options)).await?;
+        let client = Client::connect(endpoints, Some(options.clone())).await?;
         let kv = client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let watch = client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES);
         let (creates, pending) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(creates::run(kv.clone(), metrics.clone(), pending));
-        Ok(Store { kv, watch, metrics, creates })
+        let alive = Arc::new(());
+        if endpoints.len() > 1 {
+            let prober = members::keep_to_live_members(client, endpoints.to_vec(), options, Arc::downgrade(&alive));
+            tokio::spawn(prober);
+        }
+        Ok(Store { kv, watch, metrics, creates, _alive: alive })
     }
 
     fn observe(&self, operation: &'static str, start: Instant) {
@@ -150,7 +158,7 @@ impl Store {
     /// Reads one key; also returns the store's current revision.
     pub async fn get(&self, key: &str) -> Result<(Option<Kv>, i64), StorageError> {
         let start = Instant::now();
-        let resp = self.kv.clone().get(key, None).await;
+        let resp = members::resend(&self.kv, |mut kv| async move { kv.get(key, None).await }).await;
         self.observe("get", start);
         let resp = resp?;
         let rev = resp.header().map_or(0, |h| h.revision());
@@ -160,7 +168,12 @@ impl Store {
     /// The current revision of the store.
     pub async fn revision(&self) -> Result<i64, StorageError> {
         let start = Instant::now();
-        let resp = self.kv.clone().get("\0", Some(GetOptions::new().with_count_only())).await;
+        let resp =
+            members::resend(
+                &self.kv,
+                |mut kv| async move { kv.get("\0", Some(GetOptions::new().with_count_only())).await },
+            )
+            .await;
         self.observe("revision", start);
         Ok(resp?.header().map_or(0, |h| h.revision()))
     }
@@ -177,7 +190,11 @@ impl Store {
             .with_sort(SortTarget::Mod, SortOrder::Descend)
             .with_limit(1);
         let start = Instant::now();
-        let resp = self.kv.clone().get(prefix, Some(options)).await;
+        let resp = members::resend(&self.kv, |mut kv| {
+            let options = options.clone();
+            async move { kv.get(prefix, Some(options)).await }
+        })
+        .await;
         self.observe("summary", start);
         let resp = resp?;
         Ok(RangeSummary {
@@ -220,7 +237,12 @@ impl Store {
         }
         then.extend(extra_delete.iter().map(|k| TxnOp::delete(k.as_str(), None)));
         let start = Instant::now();
-        let resp = self.kv.clone().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
+        let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
+        let resp = members::resend(&self.kv, |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await;
         self.observe("update", start);
         let resp = resp?;
         if resp.succeeded() {
@@ -252,7 +274,12 @@ impl Store {
         let mut then = vec![TxnOp::delete(key, None)];
         then.extend(extra_delete.iter().map(|k| TxnOp::delete(k.as_str(), None)));
         let start = Instant::now();
-        let resp = self.kv.clone().txn(Txn::new().when(when).and_then(then).or_else(vec![TxnOp::get(key, None)])).await;
+        let txn = Txn::new().when(when).and_then(then).or_else(vec![TxnOp::get(key, None)]);
+        let resp = members::resend(&self.kv, |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await;
         self.observe("delete", start);
         let resp = resp?;
         if resp.succeeded() {
@@ -280,7 +307,11 @@ impl Store {
             options = options.with_limit(limit);
         }
         let start_time = Instant::now();
-        let resp = self.kv.clone().get(from, Some(options)).await;
+        let resp = members::resend(&self.kv, |mut kv| {
+            let options = options.clone();
+            async move { kv.get(from, Some(options)).await }
+        })
+        .await;
         self.observe("list", start_time);
         let resp = match resp {
             Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("compacted") => {
@@ -320,7 +351,11 @@ impl Store {
         if prev_kv {
             options = options.with_prev_key();
         }
-        Ok(self.watch.clone().watch(prefix, Some(options)).await?)
+        Ok(members::resend(&self.watch, |mut w| {
+            let options = options.clone();
+            async move { w.watch(prefix, Some(options)).await }
+        })
+        .await?)
     }
 }
 

@@ -122,7 +122,12 @@ async fn commit(kv: KvClient, metrics: &Metrics, mut batch: Vec<Pending>) {
             otherwise.push(TxnOp::get(key.as_str(), None));
         }
     }
-    let resp = kv.clone().txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await;
+    let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
+    let resp = super::members::resend(&kv, |mut kv| {
+        let txn = txn.clone();
+        async move { kv.txn(txn).await }
+    })
+    .await;
     metrics.observe_etcd("create", start.elapsed());
     let resp = match resp {
         Ok(r) => r,
@@ -169,7 +174,7 @@ async fn commit(kv: KvClient, metrics: &Metrics, mut batch: Vec<Pending>) {
 }
 
 /// One create as its own transaction: `key` and every `extra` key, only if none exists.
-async fn create(mut kv: KvClient, key: &str, value: Vec<u8>, extra: &[(String, Vec<u8>)]) -> Result<i64, StorageError> {
+async fn create(kv: KvClient, key: &str, value: Vec<u8>, extra: &[(String, Vec<u8>)]) -> Result<i64, StorageError> {
     let mut when = vec![Compare::version(key, CompareOp::Equal, 0)];
     let mut then = vec![TxnOp::put(key, value, None)];
     let mut otherwise = vec![TxnOp::get(key, None)];
@@ -178,7 +183,12 @@ async fn create(mut kv: KvClient, key: &str, value: Vec<u8>, extra: &[(String, V
         then.push(TxnOp::put(k.as_str(), v.clone(), None));
         otherwise.push(TxnOp::get(k.as_str(), None));
     }
-    let resp = kv.txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await?;
+    let txn = Txn::new().when(when).and_then(then).or_else(otherwise);
+    let resp = super::members::resend(&kv, |mut kv| {
+        let txn = txn.clone();
+        async move { kv.txn(txn).await }
+    })
+    .await?;
     if resp.succeeded() {
         return Ok(resp.header().map_or(0, |h| h.revision()));
     }
