@@ -5,7 +5,10 @@
 //! task owns it, so a decision never sees a half-applied event. It also keeps the claims,
 //! volumes and storage classes VolumeBinding reads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Node names, pod uids and image names are hashed on every decision, many times: a fast hash.
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
@@ -133,9 +136,14 @@ struct Placed {
 
 #[derive(Debug, Default)]
 pub struct Cache {
-    nodes: HashMap<String, NodeInfo>,
-    /// Names of nodes with a Node object, in a stable order (the decision rotates through it).
-    order: Vec<String>,
+    /// Every node known by a Node object or by a pod placed on it. A decision walks hundreds of
+    /// them per pod, so they sit in one vector, reached by position, not through a hash of
+    /// their name; a slot freed by a node that is gone is reused (`free`).
+    slots: Vec<NodeInfo>,
+    free: Vec<usize>,
+    by_name: HashMap<String, usize>,
+    /// Slots of the nodes with a Node object, in a stable order (the decision rotates through it).
+    order: Vec<usize>,
     placed: HashMap<String, Placed>,
     /// Pods with inter-pod (anti-)affinity, by uid: the ones an incoming pod must be checked
     /// against.
@@ -148,12 +156,17 @@ pub struct Cache {
 
 impl Cache {
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name).filter(|n| n.node.is_some())
+        self.by_name.get(name).map(|i| &self.slots[*i]).filter(|n| n.node.is_some())
     }
 
-    /// Nodes with a Node object, in the stable order.
-    pub fn node_names(&self) -> &[String] {
-        &self.order
+    /// The `i`-th node with a Node object in the stable order (`i < len()`).
+    pub fn nth(&self, i: usize) -> &NodeInfo {
+        &self.slots[self.order[i]]
+    }
+
+    /// Names of the nodes with a Node object, in the stable order.
+    pub fn node_names(&self) -> impl Iterator<Item = &str> {
+        self.nodes().map(|n| n.name.as_str())
     }
 
     pub fn len(&self) -> usize {
@@ -166,7 +179,34 @@ impl Cache {
 
     /// Every node (with a Node object).
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.order.iter().filter_map(|n| self.nodes.get(n))
+        self.order.iter().map(|i| &self.slots[*i])
+    }
+
+    /// The slot of `name`, taken (from the free ones if any) when it has none.
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(i) = self.by_name.get(name) {
+            return *i;
+        }
+        let info = NodeInfo { name: name.to_string(), ..Default::default() };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = info;
+                i
+            }
+            None => {
+                self.slots.push(info);
+                self.slots.len() - 1
+            }
+        };
+        self.by_name.insert(name.to_string(), i);
+        i
+    }
+
+    /// Frees the slot of a node with neither a Node object nor pods.
+    fn release(&mut self, i: usize) {
+        let info = std::mem::take(&mut self.slots[i]);
+        self.by_name.remove(&info.name);
+        self.free.push(i);
     }
 
     pub fn pods_with_affinity(&self) -> impl Iterator<Item = (&str, &Arc<PodInfo>)> {
@@ -180,8 +220,8 @@ impl Cache {
 
     pub fn upsert_node(&mut self, node: Arc<Node>) {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let entry =
-            self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo { name: name.clone(), ..Default::default() });
+        let i = self.slot(&name);
+        let entry = &mut self.slots[i];
         let was_known = entry.node.is_some();
         for image in entry.images.keys() {
             if let Some(n) = self.image_spread.get_mut(image) {
@@ -193,24 +233,24 @@ impl Cache {
             *self.image_spread.entry(image.clone()).or_default() += 1;
         }
         if !was_known {
-            self.order.push(name);
+            self.order.push(i);
         }
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(info) = self.nodes.get_mut(name) {
-            for image in info.images.keys() {
-                if let Some(n) = self.image_spread.get_mut(image) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-            info.node = None;
-            info.images.clear();
-            if info.pods.is_empty() {
-                self.nodes.remove(name);
+        let Some(&i) = self.by_name.get(name) else { return };
+        let info = &mut self.slots[i];
+        for image in info.images.keys() {
+            if let Some(n) = self.image_spread.get_mut(image) {
+                *n = n.saturating_sub(1);
             }
         }
-        self.order.retain(|n| n != name);
+        info.node = None;
+        info.images.clear();
+        if info.pods.is_empty() {
+            self.release(i);
+        }
+        self.order.retain(|o| *o != i);
     }
 
     /// A pod the watch shows bound to `node` (confirming an assumption, or placed by someone
@@ -242,19 +282,18 @@ impl Cache {
             self.with_affinity.insert(info.uid.clone(), info.clone());
         }
         self.placed.insert(info.uid.clone(), Placed { node: node.to_string(), assumed });
-        self.nodes
-            .entry(node.to_string())
-            .or_insert_with(|| NodeInfo { name: node.to_string(), ..Default::default() })
-            .add_pod(info);
+        let i = self.slot(node);
+        self.slots[i].add_pod(info);
     }
 
     pub fn remove_pod(&mut self, uid: &str) {
         self.with_affinity.remove(uid);
         let Some(placed) = self.placed.remove(uid) else { return };
-        if let Some(info) = self.nodes.get_mut(&placed.node) {
+        if let Some(&i) = self.by_name.get(&placed.node) {
+            let info = &mut self.slots[i];
             info.remove_pod(uid);
             if info.node.is_none() && info.pods.is_empty() {
-                self.nodes.remove(&placed.node);
+                self.release(i);
             }
         }
     }
@@ -312,6 +351,27 @@ mod tests {
         assert!(c.is_empty());
         assert_eq!(c.image_spread("busybox:1"), 0);
         c.remove_pod("a");
-        assert!(c.nodes.is_empty());
+        assert!(c.by_name.is_empty());
+    }
+
+    #[test]
+    fn freed_slots_are_reused_and_the_order_names_only_live_nodes() {
+        let mut c = Cache::default();
+        for n in ["a", "b", "c"] {
+            c.upsert_node(node(n, "1"));
+        }
+        c.assume(pod("p", "100m"), "b");
+        c.remove_node("a");
+        c.remove_node("b");
+        assert_eq!(c.node_names().collect::<Vec<_>>(), ["c"]);
+        assert_eq!(c.free.len(), 1, "a's slot is free; b's still holds its pod");
+        c.upsert_node(node("d", "1"));
+        assert!(c.free.is_empty(), "d took a's slot");
+        assert_eq!(c.slots.len(), 3);
+        assert_eq!(c.node_names().collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!((c.nth(0).name.as_str(), c.nth(1).name.as_str()), ("c", "d"));
+        c.upsert_node(node("b", "1"));
+        assert_eq!(c.node("b").map(|n| n.requested.milli_cpu), Some(100), "b came back with its pod");
+        assert_eq!(c.node_names().collect::<Vec<_>>(), ["c", "d", "b"]);
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
-use crate::plugins::{affinity, spread};
+use crate::plugins::{affinity, image_locality, spread};
 
 pub const MAX_NODE_SCORE: i64 = 100;
 /// Below this many nodes every node is filtered and scored (upstream's minFeasibleNodesToFind).
@@ -17,11 +17,18 @@ pub struct Prepared<'a> {
     pub cache: &'a Cache,
     pub affinity: affinity::State,
     pub spread: spread::State,
+    pub images: image_locality::State,
 }
 
 impl<'a> Prepared<'a> {
     pub fn new(pod: &'a PodInfo, cache: &'a Cache) -> Self {
-        Prepared { pod, cache, affinity: affinity::State::new(pod, cache), spread: spread::State::new(pod, cache) }
+        Prepared {
+            pod,
+            cache,
+            affinity: affinity::State::new(pod, cache),
+            spread: spread::State::new(pod, cache),
+            images: image_locality::State::new(pod, cache),
+        }
     }
 }
 
@@ -97,8 +104,7 @@ impl Profile {
         start: usize,
         tie_break: &mut impl FnMut(usize) -> usize,
     ) -> (Decision, usize) {
-        let names = cache.node_names();
-        let total = names.len();
+        let total = cache.len();
         if total == 0 {
             return (Decision::Unschedulable(Diagnosis::default()), 0);
         }
@@ -112,7 +118,7 @@ impl Profile {
                 break;
             }
             looked += 1;
-            let Some(node) = cache.node(&names[(start + i) % total]) else { continue };
+            let node = cache.nth((start + i) % total);
             match self.filters.iter().try_for_each(|f| f.filter(&prepared, node)) {
                 Ok(()) => feasible.push(node),
                 Err(reasons) => {

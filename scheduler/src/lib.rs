@@ -297,7 +297,7 @@ impl Scheduler {
                 // cache has beyond it was deleted while the watch was down.
                 let present: HashSet<String> = nodes.state().iter().filter_map(|n| n.metadata.name.clone()).collect();
                 let gone: Vec<String> =
-                    self.cache.node_names().iter().filter(|n| !present.contains(*n)).cloned().collect();
+                    self.cache.node_names().filter(|n| !present.contains(*n)).map(str::to_string).collect();
                 for n in gone {
                     self.cache.remove_node(&n);
                 }

@@ -1,7 +1,7 @@
 //! ImageLocality: nodes that already have the pod's images score higher, by image size scaled
 //! by how widely the image is spread (so one node with a popular image does not draw every pod).
 
-use crate::cache::NodeInfo;
+use crate::cache::{Cache, NodeInfo, PodInfo};
 use crate::framework::{MAX_NODE_SCORE, Prepared, Score};
 
 pub struct ImageLocality;
@@ -17,23 +17,46 @@ fn normalized(image: &str) -> String {
     if last.contains(':') || last.contains('@') { image.to_string() } else { format!("{image}:latest") }
 }
 
+/// The pod's images as nodes name them, each with how many nodes have it: the same for every
+/// node, so worked out once per decision. Images no node has are left out.
+#[derive(Default)]
+pub struct State {
+    images: Vec<(String, usize)>,
+    containers: usize,
+}
+
+impl State {
+    pub fn new(pod: &PodInfo, cache: &Cache) -> Self {
+        let containers = &pod.spec().containers;
+        let images = containers
+            .iter()
+            .filter_map(|c| {
+                let name = normalized(c.image.as_deref()?);
+                let spread = cache.image_spread(&name);
+                (spread > 0).then_some((name, spread))
+            })
+            .collect();
+        State { images, containers: containers.len() }
+    }
+}
+
 impl Score for ImageLocality {
     fn name(&self) -> &'static str {
         "ImageLocality"
     }
 
     fn score(&self, p: &Prepared<'_>, node: &NodeInfo) -> i64 {
+        let state = &p.images;
+        if state.images.is_empty() {
+            return 0;
+        }
         let total_nodes = p.cache.len().max(1) as i64;
-        let containers = &p.pod.spec().containers;
-        let sum: i64 = containers
+        let sum: i64 = state
+            .images
             .iter()
-            .filter_map(|c| {
-                let name = normalized(c.image.as_deref()?);
-                let size = *node.images.get(&name)?;
-                Some(size * p.cache.image_spread(&name) as i64 / total_nodes)
-            })
+            .filter_map(|(name, spread)| Some(*node.images.get(name)? * *spread as i64 / total_nodes))
             .sum();
-        let n = containers.len().max(1) as i64;
+        let n = state.containers.max(1) as i64;
         let (min, max) = (MIN_THRESHOLD * n, MAX_THRESHOLD * n);
         (sum.clamp(min, max) - min) * MAX_NODE_SCORE / (max - min)
     }
