@@ -511,6 +511,12 @@ async fn endpoints_and_endpoint_slices_follow_pods_readiness_and_termination() -
     })
     .await?;
     assert_eq!(slice.metadata.owner_references.unwrap_or_default()[0].kind, "Service");
+    // The change it stems from, for proxies' network-programming latency: for a new Service, its
+    // creation (the pods were ready before).
+    let svc_created = services.get("web").await?.metadata.creation_timestamp.map(|t| t.0.to_string());
+    let trigger =
+        slice.metadata.annotations.unwrap_or_default().remove("endpoints.kubernetes.io/last-change-trigger-time");
+    assert_eq!(trigger, svc_created);
     let ready: Vec<(String, Option<bool>)> =
         slice.endpoints.iter().map(|e| (e.addresses[0].clone(), e.conditions.as_ref().and_then(|c| c.ready))).collect();
     assert_eq!(ready, [("10.244.0.10".to_string(), Some(true)), ("10.244.0.11".to_string(), Some(false))]);

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod dns;
 mod error;
+mod latency;
 pub mod metrics;
 pub mod model;
 pub mod nft;
@@ -93,8 +94,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     let mut syncer = Syncer::new(nft::Nft::new(&config.nft_command), metrics.clone());
     let mut schedule = Schedule::new(config.min_sync_period, config.sync_period);
     let mut listed = [false; 3];
-    // When EndpointSlice changes not yet applied arrived, for network-programming latency.
-    let mut slice_changes: Vec<Instant> = Vec::new();
+    let mut trigger_times = latency::TriggerTimes::new(k8s_openapi::jiff::Timestamp::now());
+    // EndpointSlices changed since the last sync: their trigger times may be new.
+    let mut slices_changed = false;
     loop {
         let wait = if listed.iter().all(|l| *l) { schedule.wait(Instant::now()) } else { Duration::from_secs(3600) };
         tokio::select! {
@@ -103,9 +105,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 listed[kind] |= done;
                 schedule.changed();
                 waiting.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
-                if kind == SLICES && !done {
-                    slice_changes.push(Instant::now());
-                }
+                slices_changed |= kind == SLICES;
                 continue;
             }
             () = tokio::time::sleep(wait) => {}
@@ -122,8 +122,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
             Ok(written) => {
                 tracing::debug!(?written, took_ms = now.elapsed().as_millis() as u64, "synced");
                 *waiting.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                for at in slice_changes.drain(..) {
-                    metrics.network_programming.observe(at.elapsed().as_secs_f64());
+                if std::mem::take(&mut slices_changed) {
+                    for latency in trigger_times.applied(&slice_objects, k8s_openapi::jiff::Timestamp::now()) {
+                        metrics.network_programming.observe(latency.as_secs_f64());
+                    }
                 }
             }
             Err(e) => {

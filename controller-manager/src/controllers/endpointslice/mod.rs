@@ -4,13 +4,15 @@
 
 pub mod plan;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::controller::{Controller, Reconcile};
@@ -59,7 +61,7 @@ pub fn new(ctx: &Context) -> Controller {
         });
     }
     let synced = informers::all_synced([services.until_synced(), pods.until_synced(), slices.until_synced()]);
-    let reconciler = Slices { client: ctx.client.clone(), services, pods, slices };
+    let reconciler = Slices { client: ctx.client.clone(), services, pods, slices, written: Default::default() };
     Controller { name: NAME, queue, workers: WORKERS, reconciler: Arc::new(reconciler), synced }
 }
 
@@ -68,6 +70,10 @@ struct Slices {
     services: Informer<Service>,
     pods: Informer<Pod>,
     slices: Informer<EndpointSlice>,
+    /// By Service, the latest change already written (upstream keeps the same to report each
+    /// change once in `endpoints.kubernetes.io/last-change-trigger-time`). After a restart the
+    /// time the slices carry stands in.
+    written: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Reconcile for Slices {
@@ -80,10 +86,10 @@ impl Slices {
     async fn sync(&self, key: &str) -> Result<Option<Duration>, Error> {
         let (ns, name) = split_key(key);
         // A deleted Service's slices go with it through their owner reference.
-        let Some(svc) = self.services.get(ns, name) else { return Ok(None) };
-        if svc.metadata.deletion_timestamp.is_some() {
+        let Some(svc) = self.services.get(ns, name).filter(|s| s.metadata.deletion_timestamp.is_none()) else {
+            self.written.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
             return Ok(None);
-        }
+        };
         let Some(selector) = services::managed_selector(&svc) else { return Ok(None) };
         let selected: Vec<Arc<Pod>> =
             self.pods.list(ns).into_iter().filter(|p| services::selects(selector, p)).collect();
@@ -95,7 +101,10 @@ impl Slices {
             .filter(|s| service_of(s).as_deref() == Some(key))
             .filter(|s| crate::pods::controller_of(&s.metadata).is_some_and(|r| r.uid == uid))
             .collect();
-        let plan = plan::plan(&svc, &existing, plan::desired(&svc, &selected));
+        let mut plan = plan::plan(&svc, &existing, plan::desired(&svc, &selected));
+        let since = self.written.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied();
+        let (earliest, latest) = plan::changes_since(&svc, &selected, since.max(plan::carried(&existing)));
+        plan::stamp(&mut plan, earliest);
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), ns);
         let pp = PostParams::default();
         for slice in &plan.update {
@@ -110,6 +119,9 @@ impl Slices {
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+        if let Some(latest) = latest {
+            self.written.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), latest);
         }
         if !(plan.create.is_empty() && plan.update.is_empty() && plan.delete.is_empty()) {
             tracing::debug!(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
 
 use crate::controllers::endpoint::plan as endpoints;
 use crate::{pods, services};
@@ -15,6 +16,9 @@ use crate::{pods, services};
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// When the change a slice's latest write stems from happened, for proxies' network-programming
+/// latency.
+pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 /// Endpoints per slice, upstream's `--max-endpoints-per-slice` default.
 pub const MAX_ENDPOINTS: usize = 100;
 
@@ -176,6 +180,52 @@ pub fn plan(svc: &Service, existing: &[Arc<EndpointSlice>], mut groups: Groups) 
     plan
 }
 
+/// The latest change time the slices carry.
+pub fn carried(existing: &[Arc<EndpointSlice>]) -> Option<Timestamp> {
+    existing
+        .iter()
+        .filter_map(|s| s.metadata.annotations.as_ref()?.get(TRIGGER_TIME_ANNOTATION)?.parse::<Timestamp>().ok())
+        .max()
+}
+
+/// The changes to `svc` and its pods newer than `since` (the Service's creation; each selected
+/// pod's readiness turning, its Ready condition's `lastTransitionTime`): the earliest, which a
+/// write they cause reports as upstream does (the Service's creation when there is no `since`),
+/// and the latest, the next `since`. `None` for both
+/// when there is none: the write stems from something without a time (a pod gone), and the slices
+/// keep the time they carry, so no proxy reports a latency for it.
+pub fn changes_since(
+    svc: &Service,
+    selected: &[Arc<Pod>],
+    since: Option<Timestamp>,
+) -> (Option<Timestamp>, Option<Timestamp>) {
+    let readiness = selected.iter().filter_map(|p| {
+        let conditions = p.status.as_ref()?.conditions.as_ref()?;
+        Some(conditions.iter().find(|c| c.type_ == "Ready")?.last_transition_time.as_ref()?.0)
+    });
+    let created = svc.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let new: Vec<Timestamp> = created.into_iter().chain(readiness).filter(|t| since.is_none_or(|s| *t > s)).collect();
+    let latest = new.iter().max().copied();
+    match since {
+        // A Service seen for the first time: its slices stem from its creation, not from its
+        // pods' older readiness (upstream's tracker does the same).
+        None => (created.or(latest), latest),
+        Some(_) => (new.iter().min().copied(), latest),
+    }
+}
+
+/// Writes `at` into every slice `plan` creates or updates.
+pub fn stamp(plan: &mut Plan, at: Option<Timestamp>) {
+    let Some(at) = at else { return };
+    for slice in plan.create.iter_mut().chain(plan.update.iter_mut()) {
+        slice
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(TRIGGER_TIME_ANNOTATION.into(), at.to_string());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -264,5 +314,42 @@ mod tests {
         let slices = existing(plan(&svc(), &[], desired(&svc(), &[pod(1, true, false)])));
         let emptied = plan(&svc(), &slices, desired(&svc(), &[]));
         assert_eq!((emptied.create.len(), emptied.update.len(), emptied.delete.len()), (0, 1, 0));
+    }
+
+    fn at(seconds: i64) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::from_second(seconds).unwrap_or_default())
+    }
+
+    fn ready_at(i: usize, seconds: i64) -> Arc<Pod> {
+        let mut p = (*pod(i, true, false)).clone();
+        if let Some(c) = p.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            c[0].last_transition_time = Some(at(seconds));
+        }
+        Arc::new(p)
+    }
+
+    #[test]
+    fn the_trigger_time_is_the_earliest_change_not_yet_written() {
+        let t = |seconds: i64| Timestamp::from_second(seconds).unwrap_or_default();
+        let mut service = svc();
+        service.metadata.creation_timestamp = Some(at(100));
+        let pods = [ready_at(0, 50), ready_at(1, 300)];
+        let (earliest, latest) = changes_since(&service, &pods, None);
+        assert_eq!((earliest, latest), (Some(t(100)), Some(t(300))), "a new Service: its creation");
+
+        let mut first = plan(&service, &[], desired(&service, &pods));
+        stamp(&mut first, earliest);
+        let slices = existing(first);
+        assert_eq!(carried(&slices), Some(t(100)));
+
+        // Two pods became ready since the last write: the earlier one is the trigger.
+        let pods = [ready_at(0, 50), ready_at(1, 300), ready_at(2, 450), ready_at(3, 400)];
+        assert_eq!(changes_since(&service, &pods, latest), (Some(t(400)), Some(t(450))));
+        // Nothing newer (a pod went away): no time, and the slices keep theirs.
+        assert_eq!(changes_since(&service, &pods[..1], Some(t(450))), (None, None));
+        let mut gone = plan(&service, &slices, desired(&service, &pods[..1]));
+        stamp(&mut gone, None);
+        let kept = gone.update[0].metadata.annotations.as_ref().and_then(|a| a.get(TRIGGER_TIME_ANNOTATION));
+        assert_eq!(kept.map(String::as_str), Some("1970-01-01T00:01:40Z"));
     }
 }
