@@ -76,9 +76,40 @@ pub fn encode_for_storage(obj: &Value) -> Vec<u8> {
     if obj.pointer("/metadata/resourceVersion").is_none() {
         return serde_json::to_vec(obj).unwrap_or_default();
     }
-    let mut obj = obj.clone();
-    metadata_mut(&mut obj).remove("resourceVersion");
-    serde_json::to_vec(&obj).unwrap_or_default()
+    serde_json::to_vec(&WithoutResourceVersion(obj)).unwrap_or_default()
+}
+
+/// An object serialized without `metadata.resourceVersion`, without copying it to drop the field.
+struct WithoutResourceVersion<'a>(&'a Value);
+
+/// A JSON object serialized without one of its fields.
+struct Without<'a>(&'a Value, &'a str);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(fields) = self.0 else { return self.0.serialize(s) };
+        let mut map = s.serialize_map(Some(fields.len()))?;
+        for (k, v) in fields {
+            match k.as_str() {
+                "metadata" => map.serialize_entry(k, &Without(v, "resourceVersion"))?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(fields) = self.0 else { return self.0.serialize(s) };
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in fields.iter().filter(|(k, _)| *k != self.1) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// Stored bytes with `"resourceVersion":"<revision>"` spliced into the top-level metadata, so a
@@ -236,6 +267,15 @@ mod tests {
         assert!(!String::from_utf8_lossy(&bytes).contains("resourceVersion"));
         let back = decode_from_storage(&bytes, 42).expect("decodes");
         assert_eq!(resource_version(&back), Some("42"));
+    }
+
+    #[test]
+    fn only_the_top_level_resource_version_is_left_out_of_storage() {
+        let obj = json!({"kind": "Pod", "metadata": {"a": 1, "resourceVersion": "5", "z": [2]},
+                         "spec": {"metadata": {"resourceVersion": "kept"}}});
+        let mut want = obj.clone();
+        metadata_mut(&mut want).remove("resourceVersion");
+        assert_eq!(encode_for_storage(&obj), serde_json::to_vec(&want).expect("encodes"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn parse(format: BodyFormat, body: &[u8], protobuf: &Decoder) -> Result<(Val
         BodyFormat::Json => {
             let mut duplicates = Vec::new();
             let mut de = serde_json::Deserializer::from_slice(body);
-            let value = Checked { path: String::new(), duplicates: &mut duplicates }
+            let value = Checked { at: &Segment::Root, duplicates: &mut duplicates }
                 .deserialize(&mut de)
                 .and_then(|v| de.end().map(|()| v))
                 .map_err(|e| Error::BadRequest(format!("error decoding JSON: {e}")))?;
@@ -86,19 +86,39 @@ pub fn parse(format: BodyFormat, body: &[u8], protobuf: &Decoder) -> Result<(Val
 
 /// A JSON value deserializer that records duplicate object keys instead of silently keeping
 /// the last one, as upstream's strict decoder does.
-struct Checked<'a> {
-    path: String,
+struct Checked<'a, 'p> {
+    /// Where the value being read sits; spelled out as a path only for a duplicate.
+    at: &'p Segment<'p>,
     duplicates: &'a mut Vec<String>,
 }
 
-impl<'de> DeserializeSeed<'de> for Checked<'_> {
+/// A place in a JSON document, as a chain up to the root.
+enum Segment<'p> {
+    Root,
+    Key(&'p Segment<'p>, &'p str),
+    Index(&'p Segment<'p>, usize),
+}
+
+impl Segment<'_> {
+    /// Upstream's spelling: `spec.containers[0].name`.
+    fn path(&self) -> String {
+        match self {
+            Segment::Root => String::new(),
+            Segment::Key(Segment::Root, key) => key.to_string(),
+            Segment::Key(parent, key) => format!("{}.{key}", parent.path()),
+            Segment::Index(parent, i) => format!("{}[{i}]", parent.path()),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Checked<'_, '_> {
     type Value = Value;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Checked<'_> {
+impl<'de> Visitor<'de> for Checked<'_, '_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -130,22 +150,24 @@ impl<'de> Visitor<'de> for Checked<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Checked {
-            path: format!("{}[{}]", self.path, out.len()),
-            duplicates: &mut *self.duplicates,
-        })? {
-            out.push(v);
+        loop {
+            let here = Segment::Index(self.at, out.len());
+            match seq.next_element_seed(Checked { at: &here, duplicates: &mut *self.duplicates })? {
+                Some(v) => out.push(v),
+                None => break,
+            }
         }
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
-            let value = map.next_value_seed(Checked { path: path.clone(), duplicates: &mut *self.duplicates })?;
-            if out.insert(key, value).is_some() {
-                self.duplicates.push(path);
+            let here = Segment::Key(self.at, &key);
+            let value = map.next_value_seed(Checked { at: &here, duplicates: &mut *self.duplicates })?;
+            if out.contains_key(&key) {
+                self.duplicates.push(here.path());
             }
+            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }
@@ -153,8 +175,9 @@ impl<'de> Visitor<'de> for Checked<'_> {
 
 /// Checks `value` against the Rust type of `group`/`kind`: returns the typed round trip and the
 /// paths of unknown fields. A type error is a 400.
-pub fn typed_round_trip(group: &str, kind: &str, value: &Value) -> Result<(Value, Vec<String>), Error> {
-    struct RoundTrip<'a>(&'a Value);
+pub fn typed_round_trip(group: &str, kind: &str, value: Value) -> Result<(Value, Vec<String>), Error> {
+    /// The value is taken by the visit, so its strings move into the typed object.
+    struct RoundTrip<'a>(&'a mut Option<Value>);
     impl KindVisitor for RoundTrip<'_> {
         type Output = Result<(Value, Vec<String>), String>;
         fn visit<T>(self) -> Self::Output
@@ -162,15 +185,17 @@ pub fn typed_round_trip(group: &str, kind: &str, value: &Value) -> Result<(Value
             T: api_types::k8s_openapi::Resource + Serialize + DeserializeOwned + schemars::JsonSchema,
         {
             let mut unknown = Vec::new();
-            let typed: T = serde_ignored::deserialize(self.0, |path| unknown.push(upstream_path(&path.to_string())))
+            let value = self.0.take().unwrap_or_default();
+            let typed: T = serde_ignored::deserialize(value, |path| unknown.push(upstream_path(&path.to_string())))
                 .map_err(|e| e.to_string())?;
             let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
             Ok((back, unknown))
         }
     }
-    match visit_kind(group, kind, RoundTrip(value)) {
+    let mut value = Some(value);
+    match visit_kind(group, kind, RoundTrip(&mut value)) {
         Some(result) => result.map_err(|e| Error::BadRequest(format!("error decoding request body: {e}"))),
-        None => Ok((value.clone(), Vec::new())),
+        None => Ok((value.unwrap_or_default(), Vec::new())),
     }
 }
 
@@ -228,7 +253,7 @@ mod tests {
     fn unknown_fields_are_found_and_dropped_by_the_round_trip() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
             "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolcy": "Always"}], "bogus": 1}});
-        let (back, mut unknown) = typed_round_trip("", "Pod", &pod).expect("decodes");
+        let (back, mut unknown) = typed_round_trip("", "Pod", pod).expect("decodes");
         unknown.sort();
         assert_eq!(unknown, vec!["spec.bogus", "spec.containers[0].imagePullPolcy"]);
         assert!(back["spec"].get("bogus").is_none());
@@ -238,7 +263,7 @@ mod tests {
     #[test]
     fn wrong_types_are_a_bad_request() {
         let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}, "spec": {"replicas": "three"}});
-        assert!(matches!(typed_round_trip("apps", "Deployment", &deploy), Err(Error::BadRequest(_))));
+        assert!(matches!(typed_round_trip("apps", "Deployment", deploy), Err(Error::BadRequest(_))));
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Api {
             }
         }
         let (group, _) = split_api_version(api_version);
-        let (typed, unknown) = decode::typed_round_trip(group, kind, &obj)?;
+        let (typed, unknown) = decode::typed_round_trip(group, kind, obj)?;
         let warnings = decode::field_problems(validation, &unknown, &duplicates)?;
         Ok(Decoded { obj: typed, warnings })
     }
@@ -555,7 +555,7 @@ impl Api {
                     })?
                 }
             };
-            let (typed, unknown) = decode::typed_round_trip(group, kind, &patched)?;
+            let (typed, unknown) = decode::typed_round_trip(group, kind, patched)?;
             let found = decode::field_problems(validation, &unknown, &[])?;
             if let Ok(mut w) = warnings.lock() {
                 *w = found;
