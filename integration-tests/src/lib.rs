@@ -719,6 +719,7 @@ impl Kubelet {
             root_dir: root.path().to_path_buf(),
             cluster_dns: cluster_dns.to_vec(),
             cluster_domain: "cluster.local".into(),
+            resolv_conf: Some(kubelet::config::DEFAULT_RESOLV_CONF.into()),
             pod_cidr: Some(pod_cidr.to_string()),
             taints: vec![],
             node_labels: Default::default(),

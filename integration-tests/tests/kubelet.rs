@@ -978,3 +978,36 @@ async fn memory_empty_dir_projected_sub_path_startup_probe_and_host_network() ->
     assert!(mode.starts_with("container:") && sandbox_net == "host", "{mode} / {sandbox_net}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_policy_default_gives_the_node_resolvers_and_cluster_first_the_cluster_dns() -> Result<()> {
+    let c = Cluster::start().await?;
+    let docker = Dockerd::start().await?;
+    let (node_ip, kubeconfig, dns) = ("127.0.0.1".parse()?, c.api.kubeconfig.clone(), ["10.96.0.10".parse()?]);
+    let kubelet = Kubelet::start_at(&c, &docker, "node-dns", "10.231.12.0/24", node_ip, &kubeconfig, &dns).await?;
+    let n = Node1 { kubelet, docker, pods: Api::namespaced(c.client().await?, "default"), c };
+    let mut default = pod("node-resolvers", "node-dns", "Never", json!([sh("main", "cat /etc/resolv.conf")]))?;
+    default.spec.as_mut().expect("spec").dns_policy = Some("Default".into());
+    n.pods.create(&PostParams::default(), &default).await?;
+    n.pods
+        .create(
+            &PostParams::default(),
+            &pod("cluster", "node-dns", "Never", json!([sh("main", "cat /etc/resolv.conf")]))?,
+        )
+        .await?;
+    for name in ["node-resolvers", "cluster"] {
+        wait_for(&n.pods, name, 60, "Succeeded", |p| phase(p) == "Succeeded").await?;
+    }
+    // What the kubelet read from the node's own file (the test kubelets read the default one).
+    let host = std::fs::read_to_string(kubelet::config::DEFAULT_RESOLV_CONF)?;
+    let want = kubelet::pods::spec::parse_resolv_conf(&host);
+    let got = kubelet::pods::spec::parse_resolv_conf(&n.pods.logs("node-resolvers", &Default::default()).await?);
+    assert!(!want.nameservers.is_empty(), "this machine's resolv.conf names a nameserver: {host:?}");
+    assert_eq!(got.nameservers, want.nameservers.iter().take(3).cloned().collect::<Vec<_>>());
+    assert_eq!((got.searches, got.options), (want.searches, want.options));
+    let cluster = kubelet::pods::spec::parse_resolv_conf(&n.pods.logs("cluster", &Default::default()).await?);
+    assert_eq!(cluster.nameservers, vec!["10.96.0.10"]);
+    assert_eq!(cluster.searches[..3], ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
+    assert_eq!(cluster.options, vec!["ndots:5"]);
+    Ok(())
+}

@@ -13,6 +13,7 @@ pub const DEFAULT_DOCKER_ENDPOINT: &str = "unix:///var/run/docker.sock";
 pub const DEFAULT_PAUSE_IMAGE: &str = "rkube/pause:1";
 pub const DEFAULT_ROOT_DIR: &str = "/var/lib/rk-kubelet";
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 pub const DEFAULT_PORT: u16 = 10250;
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -36,6 +37,9 @@ pub struct Args {
     /// Cluster domain for the pods' DNS search path.
     #[arg(long, env = "RK_CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
+    /// The node's resolver configuration, given to pods with dnsPolicy Default ("" for none).
+    #[arg(long, env = "RK_RESOLV_CONF", default_value = DEFAULT_RESOLV_CONF)]
+    pub resolv_conf: PathBuf,
     /// Pod CIDR to use until the Node has spec.podCIDR.
     #[arg(long, env = "RK_POD_CIDR")]
     pub pod_cidr: Option<String>,
@@ -76,6 +80,8 @@ pub struct Config {
     pub root_dir: PathBuf,
     pub cluster_dns: Vec<IpAddr>,
     pub cluster_domain: String,
+    /// None: pods with dnsPolicy Default get no nameservers from the node.
+    pub resolv_conf: Option<PathBuf>,
     pub pod_cidr: Option<String>,
     pub taints: Vec<Taint>,
     pub node_labels: BTreeMap<String, String>,
@@ -118,6 +124,7 @@ impl TryFrom<Args> for Config {
             root_dir: a.root_dir,
             cluster_dns: a.cluster_dns,
             cluster_domain: a.cluster_domain,
+            resolv_conf: Some(a.resolv_conf).filter(|p| !p.as_os_str().is_empty()),
             pod_cidr: a.pod_cidr,
             taints,
             node_labels,

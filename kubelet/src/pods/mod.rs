@@ -421,11 +421,25 @@ fn set_waiting(shared: &Shared, uid: &str, container: &str, waiting: Option<Wait
     }
 }
 
+/// The node's resolver settings, read afresh for each sandbox as upstream does (an unreadable
+/// file gives none, with a warning).
+async fn host_dns(path: Option<&std::path::Path>) -> spec::HostDns {
+    let Some(path) = path else { return spec::HostDns::default() };
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => spec::parse_resolv_conf(&text),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "reading the node's resolv.conf failed");
+            spec::HostDns::default()
+        }
+    }
+}
+
 async fn execute(shared: &Shared, pod: &Pod, observed: &[Observed], action: &Action) -> Result<(), Error> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     match action {
         Action::CreateSandbox { attempt } => {
-            let spec = spec::sandbox(pod, &shared.config, *attempt);
+            let host = host_dns(shared.config.resolv_conf.as_deref()).await;
+            let spec = spec::sandbox(pod, &shared.config, *attempt, &host);
             let id = shared.docker.create(&spec).await?;
             shared.docker.start(&id).await?;
             if let Some(text) = spec::resolv_conf(&spec) {

@@ -93,8 +93,45 @@ pub fn resolv_conf(sandbox: &ContainerSpec) -> Option<String> {
     Some(text)
 }
 
+/// The node's own resolver settings, from the kubelet's `--resolv-conf`: what pods with
+/// dnsPolicy Default get, and the search domains ClusterFirst pods get after the cluster's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostDns {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+/// At most this many nameservers reach a pod, as upstream (the resolver reads no more).
+const MAX_NAMESERVERS: usize = 3;
+/// At most this many search domains, as upstream validates.
+const MAX_SEARCHES: usize = 32;
+
+/// Reads resolv.conf text as the upstream kubelet does: `nameserver` lines add a server, the
+/// last `search` line gives the domains (without a trailing dot), `options` lines add options;
+/// comments (`#`, `;`) and anything else are ignored.
+pub fn parse_resolv_conf(text: &str) -> HostDns {
+    let mut dns = HostDns::default();
+    for line in text.lines() {
+        let line = line.split(['#', ';']).next().unwrap_or_default();
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("nameserver") => dns.nameservers.extend(fields.next().map(str::to_string)),
+            Some("search") => dns.searches = fields.map(|d| d.trim_end_matches('.').to_string()).collect(),
+            Some("options") => dns.options.extend(fields.map(str::to_string)),
+            _ => {}
+        }
+    }
+    dns
+}
+
 /// The sandbox: the pause image holding the pod's network namespace, hostname and DNS settings.
-pub fn sandbox(pod: &Pod, config: &Config, attempt: u32) -> ContainerSpec {
+/// DNS follows upstream's policies: ClusterFirst (the default) uses the cluster DNS with the
+/// cluster's search domains before the node's, falling back to the node's settings when no
+/// cluster DNS is configured or the pod is on the host network (ClusterFirstWithHostNet keeps
+/// the cluster's); Default uses the node's; None only the pod's `dnsConfig`, which is added to
+/// whatever the policy gave.
+pub fn sandbox(pod: &Pod, config: &Config, attempt: u32, host: &HostDns) -> ContainerSpec {
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -106,16 +143,27 @@ pub fn sandbox(pod: &Pod, config: &Config, attempt: u32) -> ContainerSpec {
         "ClusterFirstWithHostNet" => true,
         _ => false,
     } && !config.cluster_dns.is_empty();
+    // A host-network pod on the node's settings keeps the file Docker copies from the host.
+    let node = !cluster && policy != "None" && !host_network;
     let (mut dns, mut search, mut options) = (Vec::new(), Vec::new(), Vec::new());
     if cluster {
         dns = config.cluster_dns.iter().map(ToString::to_string).collect();
         let domain = &config.cluster_domain;
         search = vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.clone()];
+        search.extend(host.searches.iter().cloned());
         options = vec!["ndots:5".to_string()];
+    } else if node {
+        dns.clone_from(&host.nameservers);
+        search.clone_from(&host.searches);
+        options.clone_from(&host.options);
     }
     if let Some(extra) = &spec.dns_config {
         dns.extend(extra.nameservers.iter().flatten().cloned());
-        search.extend(extra.searches.iter().flatten().cloned());
+        for s in extra.searches.iter().flatten() {
+            if !search.contains(s) {
+                search.push(s.clone());
+            }
+        }
         for o in extra.options.iter().flatten() {
             let name = o.name.clone().unwrap_or_default();
             options.retain(|existing| existing.split(':').next() != Some(name.as_str()));
@@ -125,6 +173,8 @@ pub fn sandbox(pod: &Pod, config: &Config, attempt: u32) -> ContainerSpec {
             });
         }
     }
+    dns.truncate(MAX_NAMESERVERS);
+    search.truncate(MAX_SEARCHES);
     ContainerSpec {
         docker_name: docker_name(pod, SANDBOX, attempt),
         labels: labels(pod, SANDBOX, Kind::Sandbox, attempt, ""),

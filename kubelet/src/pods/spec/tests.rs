@@ -1,6 +1,6 @@
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, EnvFromSource, EnvVarSource, ObjectFieldSelector, PodSpec, ResourceRequirements,
-    SecretKeySelector,
+    ConfigMapEnvSource, EnvFromSource, EnvVarSource, ObjectFieldSelector, PodDNSConfig, PodDNSConfigOption, PodSpec,
+    ResourceRequirements, SecretKeySelector,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -15,6 +15,7 @@ fn config() -> Config {
         root_dir: "/tmp".into(),
         cluster_dns: vec!["10.96.0.10".parse().expect("ip")],
         cluster_domain: "cluster.local".into(),
+        resolv_conf: None,
         pod_cidr: None,
         taints: vec![],
         node_labels: BTreeMap::new(),
@@ -136,7 +137,7 @@ fn resources_and_commands_reach_docker() {
 #[test]
 fn sandbox_dns_follows_the_policy() {
     let p = pod(Container::default());
-    let s = sandbox(&p, &config(), 0);
+    let s = sandbox(&p, &config(), 0, &HostDns::default());
     assert_eq!(s.dns, vec!["10.96.0.10"]);
     assert_eq!(s.dns_search, vec!["shop.svc.cluster.local", "svc.cluster.local", "cluster.local"]);
     assert_eq!(s.dns_options, vec!["ndots:5"]);
@@ -148,12 +149,87 @@ fn sandbox_dns_follows_the_policy() {
     );
     let mut host = pod(Container::default());
     host.spec.as_mut().expect("spec").host_network = Some(true);
-    let s = sandbox(&host, &config(), 0);
+    let s = sandbox(&host, &config(), 0, &HostDns::default());
     assert_eq!((s.network_mode.as_str(), s.dns.len(), s.hostname.clone()), ("host", 0, None));
     assert_eq!(resolv_conf(&s), None, "hostNetwork pods keep the host's resolv.conf");
     let mut default = pod(Container::default());
     default.spec.as_mut().expect("spec").dns_policy = Some("Default".into());
-    assert_eq!(resolv_conf(&sandbox(&default, &config(), 0)), None, "dnsPolicy Default keeps Docker's");
+    assert_eq!(resolv_conf(&sandbox(&default, &config(), 0, &HostDns::default())), None, "nothing known: Docker's");
+}
+
+#[test]
+fn the_node_resolv_conf_is_read_as_upstream_reads_it() {
+    let cases = [
+        ("", HostDns::default()),
+        (
+            "# generated\nnameserver 10.0.0.2\nnameserver 10.0.0.3 # second\nsearch a.example. b.example\noptions ndots:2 edns0\n",
+            HostDns {
+                nameservers: vec!["10.0.0.2".into(), "10.0.0.3".into()],
+                searches: vec!["a.example".into(), "b.example".into()],
+                options: vec!["ndots:2".into(), "edns0".into()],
+            },
+        ),
+        (
+            "search old.example\n; comment\ndomain ignored.example\nsearch new.example\n",
+            HostDns { searches: vec!["new.example".into()], ..Default::default() },
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(parse_resolv_conf(text), want, "{text:?}");
+    }
+}
+
+#[test]
+fn each_dns_policy_gets_its_resolv_conf() {
+    let host = HostDns {
+        nameservers: vec!["10.0.0.2".into(), "10.0.0.3".into(), "10.0.0.4".into(), "10.0.0.5".into()],
+        searches: vec!["corp.example".into()],
+        options: vec!["edns0".into()],
+    };
+    let with = |policy: Option<&str>, host_network: bool, extra: Option<PodDNSConfig>, config: &Config| {
+        let mut p = pod(Container::default());
+        let spec = p.spec.as_mut().expect("spec");
+        (spec.dns_policy, spec.host_network, spec.dns_config) = (policy.map(str::to_string), Some(host_network), extra);
+        resolv_conf(&sandbox(&p, config, 0, &host))
+    };
+    let node = "nameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\nsearch corp.example\noptions edns0\n";
+    let cluster = "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local corp.example\noptions ndots:5\n";
+    let no_cluster_dns = Config { cluster_dns: vec![], ..config() };
+    let extra = PodDNSConfig {
+        nameservers: Some(vec!["1.1.1.1".into()]),
+        searches: Some(vec!["corp.example".into(), "extra.example".into()]),
+        options: Some(vec![PodDNSConfigOption { name: Some("ndots".into()), value: Some("1".into()) }]),
+    };
+    let cases = [
+        (None, false, None, config(), Some(cluster)),
+        (Some("ClusterFirst"), false, None, no_cluster_dns.clone(), Some(node)),
+        (Some("Default"), false, None, config(), Some(node)),
+        (Some("Default"), true, None, config(), None),
+        (Some("ClusterFirst"), true, None, config(), None),
+        (
+            Some("None"),
+            false,
+            Some(extra.clone()),
+            config(),
+            Some("nameserver 1.1.1.1\nsearch corp.example extra.example\noptions ndots:1\n"),
+        ),
+        (
+            Some("Default"),
+            false,
+            Some(extra),
+            config(),
+            Some(
+                "nameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\nsearch corp.example extra.example\noptions edns0 ndots:1\n",
+            ),
+        ),
+    ];
+    for (policy, host_network, extra, config, want) in cases {
+        assert_eq!(
+            with(policy, host_network, extra, &config).as_deref(),
+            want,
+            "{policy:?} hostNetwork={host_network}"
+        );
+    }
 }
 
 #[test]
@@ -178,11 +254,14 @@ fn host_ports_are_published_on_the_sandbox_with_their_protocol_and_address() {
     }))
     .expect("container");
     let mut p = pod(c);
-    let sandbox_spec = sandbox(&p, &config(), 0);
+    let sandbox_spec = sandbox(&p, &config(), 0, &HostDns::default());
     assert_eq!(
         sandbox_spec.host_ports,
         [("53/udp".to_string(), "127.0.0.1".to_string(), 5353), ("80/tcp".to_string(), "0.0.0.0".to_string(), 8080)]
     );
     p.spec.as_mut().expect("spec").host_network = Some(true);
-    assert!(sandbox(&p, &config(), 0).host_ports.is_empty(), "a host-network pod listens on the host itself");
+    assert!(
+        sandbox(&p, &config(), 0, &HostDns::default()).host_ports.is_empty(),
+        "a host-network pod listens on the host itself"
+    );
 }
