@@ -17,7 +17,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube_proxy::model::{SERVICE_NAME_LABEL, service_ports};
+use kube_proxy::model::{Model, SERVICE_NAME_LABEL, service_ports};
 use kube_proxy::nft::Nft;
 use kube_proxy::render::{self, Settings};
 use kube_proxy::sync::Syncer;
@@ -115,7 +115,7 @@ async fn full_sync(n: usize) -> Result<(Duration, Duration, usize)> {
     let ns = Netns::create(&format!("full{n}"))?;
     let start = Instant::now();
     let ports = service_ports(&services, &slices);
-    syncer(&ns).sync(ports.clone(), &settings(), true).await?;
+    syncer(&ns).sync(&ports, None, &settings(), true).await?;
     let synced = start.elapsed();
 
     let text = render::full(&render::ruleset(&ports, &settings()), &settings());
@@ -130,20 +130,24 @@ async fn full_sync(n: usize) -> Result<(Duration, Duration, usize)> {
     Ok((synced, raw, text.len()))
 }
 
-/// With `n` Services loaded, one EndpointSlice changed at a time: model, render, difference and
-/// `nft -f`, `rounds` times.
+/// With `n` Services loaded, one EndpointSlice changed at a time: the changed Service's model,
+/// the render and difference of what changed, and `nft -f`, as the daemon does it, `rounds` times.
 async fn one_change(n: usize, rounds: usize) -> Result<Vec<Duration>> {
     let services: Vec<_> = (0..n).map(service).collect();
     let mut slices: Vec<_> = (0..n).map(|i| slice(i, 0)).collect();
     let ns = Netns::create("change")?;
     let mut syncer = syncer(&ns);
-    syncer.sync(service_ports(&services, &slices), &settings(), true).await?;
+    let mut model = Model::new(&services, &slices);
+    syncer.sync(model.ports(), None, &settings(), true).await?;
     let mut times = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let i = (round * 7919) % n;
         slices[i] = slice(i, round as u32 + 1);
         let start = Instant::now();
-        let written = syncer.sync(service_ports(&services, &slices), &settings(), false).await?;
+        let key = ("bench".to_string(), format!("svc-{i}"));
+        model.update(&key, Some(&services[i]), &slices);
+        let changed = model.take_changed();
+        let written = syncer.sync(model.ports(), Some(&changed), &settings(), false).await?;
         times.push(start.elapsed());
         if written != kube_proxy::sync::Written::Partial {
             bail!("one changed EndpointSlice gave a {written:?} sync");

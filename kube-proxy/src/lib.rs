@@ -11,9 +11,9 @@
 //! - [`config`], [`metrics`], [`error`].
 //!
 //! [`run`] keeps kube-rs reflectors of Services, EndpointSlices and Nodes; once all three have
-//! listed, every change marks the state dirty and the next sync (at most one per
-//! `--min-sync-period`) writes what changed, brings the pod routes in step and refreshes the DNS
-//! records.
+//! listed, every change marks its Service dirty and the next sync (at most one per
+//! `--min-sync-period`) recomputes the dirty Services' ports, writes what changed, brings the pod
+//! routes in step and refreshes the DNS records.
 
 pub mod config;
 pub mod dns;
@@ -46,11 +46,16 @@ use sync::{Schedule, Syncer};
 /// A change waiting longer than this (past the minimum interval) makes /healthz fail.
 const STALE_AFTER: Duration = Duration::from_secs(60);
 
-/// What the watches report to the sync loop: an object of `kind` changed, or its list completed.
+/// What the watches report to the sync loop: an object of `kind` changed (and with it the
+/// Service named, for Services and EndpointSlices), or its list completed.
 struct Change {
     kind: usize,
     listed: bool,
+    service: Option<model::ServiceKey>,
 }
+
+/// More dirty Services than this at one sync, and the model is rebuilt from scratch.
+const REBUILD_ABOVE: usize = 1000;
 
 const SERVICES: usize = 0;
 const SLICES: usize = 1;
@@ -92,6 +97,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
     };
     let routes = if config.pod_routes { Some(routes::Routes::connect()?) } else { None };
     let mut syncer = Syncer::new(nft::Nft::new(&config.nft_command), metrics.clone());
+    let mut model = model::Model::default();
+    // Services whose ports may have changed since the last sync; a relist rebuilds them all.
+    let mut dirty = std::collections::HashSet::new();
+    let mut rebuild = true;
     let mut schedule = Schedule::new(config.min_sync_period, config.sync_period);
     let mut listed = [false; 3];
     let mut trigger_times = latency::TriggerTimes::new(k8s_openapi::jiff::Timestamp::now());
@@ -101,8 +110,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         let wait = if listed.iter().all(|l| *l) { schedule.wait(Instant::now()) } else { Duration::from_secs(3600) };
         tokio::select! {
             change = changes.next() => {
-                let Some(Change { kind, listed: done }) = change else { return Ok(()) };
+                let Some(Change { kind, listed: done, service }) = change else { return Ok(()) };
                 listed[kind] |= done;
+                rebuild |= done && kind != NODES;
+                dirty.extend(service);
                 schedule.changed();
                 waiting.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
                 slices_changed |= kind == SLICES;
@@ -115,8 +126,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
         let Some(full) = schedule.due(now) else { continue };
         let settings = settings(&config, &nodes);
         let (service_objects, slice_objects) = (services.state(), slices.state());
-        let ports = model::service_ports(&service_objects, &slice_objects);
-        let result = syncer.sync(ports, &settings, full).await;
+        // Which ports may have changed: those of the dirty Services, or all after a rebuild.
+        let changed = if full || std::mem::take(&mut rebuild) || dirty.len() > REBUILD_ABOVE {
+            model = model::Model::new(&service_objects, &slice_objects);
+            dirty.clear();
+            None
+        } else {
+            for key in dirty.drain() {
+                let service = services.get(&reflector::ObjectRef::new(&key.1).within(&key.0));
+                model.update(&key, service.as_deref(), &slice_objects);
+            }
+            Some(model.take_changed())
+        };
+        let result = syncer.sync(model.ports(), changed.as_ref(), &settings, full).await;
         schedule.synced(now, full, result.is_ok());
         match result {
             Ok(written) => {
@@ -159,8 +181,10 @@ where
     let events = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
     Box::pin(events.filter_map(move |event| async move {
         match event {
-            Ok(watcher::Event::InitDone) => Some(Change { kind, listed: true }),
-            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => Some(Change { kind, listed: false }),
+            Ok(watcher::Event::InitDone) => Some(Change { kind, listed: true, service: None }),
+            Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                Some(Change { kind, listed: false, service: service_of(kind, o.meta()) })
+            }
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(kind, error = %e, "watch failed; retrying");
@@ -168,6 +192,19 @@ where
             }
         }
     }))
+}
+
+/// The Service a changed object bears on: itself, or the one an EndpointSlice is labelled for.
+fn service_of(
+    kind: usize,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<model::ServiceKey> {
+    let name = match kind {
+        SERVICES => meta.name.clone(),
+        SLICES => meta.labels.as_ref().and_then(|l| l.get(model::SERVICE_NAME_LABEL)).cloned(),
+        _ => None,
+    }?;
+    Some((meta.namespace.clone().unwrap_or_default(), name))
 }
 
 /// The rules' settings now: NodePort addresses default to this node's InternalIPs.

@@ -2,7 +2,7 @@
 //! every Service that has a ClusterIP, with the endpoints its EndpointSlices list for that port.
 //! Pure: built from cached objects, compared between syncs to find what changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -132,6 +132,69 @@ pub fn service_ports(
     out
 }
 
+/// A Service by namespace and name.
+pub type ServiceKey = (String, String);
+
+/// The Service ports, kept per Service so that a change recomputes only the Services it
+/// touches; [`service_ports`] of everything gives the same map.
+#[derive(Debug, Default)]
+pub struct Model {
+    ports: BTreeMap<ServicePortName, ServicePort>,
+    /// The ports each Service has in `ports`.
+    by_service: HashMap<ServiceKey, Vec<ServicePortName>>,
+    /// Ports updated, added or removed since [`Model::take_changed`].
+    changed: BTreeSet<ServicePortName>,
+}
+
+impl Model {
+    /// The model of everything, from scratch.
+    pub fn new(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Self {
+        let ports = service_ports(services, slices);
+        let mut by_service: HashMap<ServiceKey, Vec<ServicePortName>> = HashMap::new();
+        for id in ports.keys() {
+            by_service.entry((id.namespace.clone(), id.name.clone())).or_default().push(id.clone());
+        }
+        Model { ports, by_service, changed: BTreeSet::new() }
+    }
+
+    pub fn ports(&self) -> &BTreeMap<ServicePortName, ServicePort> {
+        &self.ports
+    }
+
+    /// Recomputes the ports of the Service `key` from its object (None: it is gone) and every
+    /// EndpointSlice there is (only those labelled for it are read).
+    pub fn update(&mut self, key: &ServiceKey, service: Option<&Service>, slices: &[Arc<EndpointSlice>]) {
+        for id in self.by_service.remove(key).into_iter().flatten() {
+            self.ports.remove(&id);
+            self.changed.insert(id);
+        }
+        let Some(service) = service else { return };
+        let mine: Vec<&EndpointSlice> = slices
+            .iter()
+            .filter(|s| {
+                s.address_type == "IPv4"
+                    && s.metadata.namespace.as_deref().unwrap_or_default() == key.0
+                    && s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)) == Some(&key.1)
+            })
+            .map(|s| &**s)
+            .collect();
+        let ports = ports_of(service, &mine);
+        if !ports.is_empty() {
+            self.by_service.insert(key.clone(), ports.iter().map(|p| p.id.clone()).collect());
+        }
+        for port in ports {
+            self.changed.insert(port.id.clone());
+            self.ports.insert(port.id.clone(), port);
+        }
+    }
+
+    /// The ports [`Model::update`] may have changed since the last call (a superset: a port
+    /// recomputed the same is in it too).
+    pub fn take_changed(&mut self) -> BTreeSet<ServicePortName> {
+        std::mem::take(&mut self.changed)
+    }
+}
+
 fn ports_of(service: &Service, slices: &[&EndpointSlice]) -> Vec<ServicePort> {
     let Some(spec) = &service.spec else { return Vec::new() };
     if spec.type_.as_deref() == Some("ExternalName") {
@@ -237,6 +300,41 @@ mod tests {
                 {"addresses": ["10.244.1.3"], "nodeName": "b", "conditions": {"ready": true}},
                 {"addresses": ["10.244.0.2"], "nodeName": "a"},
                 {"addresses": ["10.244.0.9"], "nodeName": "a", "conditions": {"ready": false, "serving": true, "terminating": true}}]}))
+    }
+
+    #[test]
+    fn a_model_kept_per_service_matches_one_built_from_scratch() {
+        let key = |name: &str| ("ns".to_string(), name.to_string());
+        let api = service(json!({"metadata": {"namespace": "ns", "name": "api"},
+            "spec": {"clusterIP": "10.96.0.21", "ports": [{"port": 443}]}}));
+        let api_slice = |ip: &str| {
+            slice(json!({"metadata": {"namespace": "ns", "name": "api-1", "labels": {SERVICE_NAME_LABEL: "api"}},
+                "addressType": "IPv4", "ports": [{"port": 8443}], "endpoints": [{"addresses": [ip]}]}))
+        };
+        // Another namespace's Service of the same name is not confused with it.
+        let other =
+            slice(json!({"metadata": {"namespace": "other", "name": "api-1", "labels": {SERVICE_NAME_LABEL: "api"}},
+            "addressType": "IPv4", "ports": [{"port": 8443}], "endpoints": [{"addresses": ["10.244.9.9"]}]}));
+        let mut services = vec![web()];
+        let mut slices = vec![web_slice(), other];
+        let mut model = Model::new(&services, &slices);
+        assert_eq!(model.ports(), &service_ports(&services, &slices));
+        services.push(api.clone());
+        model.update(&key("api"), Some(&api), &slices);
+        assert_eq!(model.ports(), &service_ports(&services, &slices));
+        slices.push(api_slice("10.244.1.1"));
+        model.update(&key("api"), Some(&api), &slices);
+        assert_eq!(model.ports(), &service_ports(&services, &slices));
+        assert_eq!(model.ports().values().map(|p| p.endpoints.len()).collect::<Vec<_>>(), [1, 3, 3]);
+        slices[2] = api_slice("10.244.1.2");
+        model.update(&key("api"), Some(&api), &slices);
+        assert_eq!(model.ports(), &service_ports(&services, &slices));
+        services.remove(0);
+        model.update(&key("web"), None, &slices);
+        assert_eq!(model.ports(), &service_ports(&services, &slices));
+        let changed: Vec<String> = model.take_changed().iter().map(ToString::to_string).collect();
+        assert_eq!(changed, ["ns/api/tcp/443", "ns/web/tcp/80", "ns/web/udp/53"]);
+        assert!(model.take_changed().is_empty());
     }
 
     #[test]

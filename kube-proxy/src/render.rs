@@ -134,6 +134,14 @@ pub fn ruleset(ports: &BTreeMap<ServicePortName, ServicePort>, settings: &Settin
     r
 }
 
+/// One Service port's own share of the ruleset (no `nodeport-ips`: those come from the
+/// settings). The whole ruleset is the union of the shares.
+pub fn port_rules(port: &ServicePort, settings: &Settings) -> Ruleset {
+    let mut r = Ruleset::default();
+    add_service_port(&mut r, port, settings);
+    r
+}
+
 fn add_service_port(r: &mut Ruleset, port: &ServicePort, settings: &Settings) {
     let id = &port.id;
     let proto = id.protocol.as_str();
@@ -325,9 +333,13 @@ fn preset_pickers(settings: &Settings) -> BTreeMap<String, Vec<String>> {
 }
 
 /// Whether the kernel has the picker `name` after a full sync of `r`.
-fn made_by_full_sync(r: &Ruleset, name: &str) -> bool {
-    r.pickers.contains_key(name)
-        || name.rsplit_once('-').and_then(|(_, n)| n.parse::<usize>().ok()).is_some_and(|n| n <= PRESET_PICKERS)
+pub fn made_by_full_sync(r: &Ruleset, name: &str) -> bool {
+    r.pickers.contains_key(name) || preset(name)
+}
+
+/// Whether every full sync makes the picker `name`.
+fn preset(name: &str) -> bool {
+    name.rsplit_once('-').and_then(|(_, n)| n.parse::<usize>().ok()).is_some_and(|n| n <= PRESET_PICKERS)
 }
 
 /// What turns `old` into `new`, as one transaction; empty when they are the same; None when it
@@ -335,7 +347,13 @@ fn made_by_full_sync(r: &Ruleset, name: &str) -> bool {
 /// element deletions before additions, and chains and sets nothing refers to any more go last.
 /// Pickers are left in place when unused.
 pub fn diff(old: &Ruleset, new: &Ruleset) -> Option<String> {
-    if new.pickers.keys().any(|p| !made_by_full_sync(old, p)) {
+    diff_with_pickers(old, new, |p| made_by_full_sync(old, p))
+}
+
+/// [`diff`] of parts of rulesets (some Service ports' shares), with `in_kernel` telling which
+/// pickers the kernel has, since the parts do not know.
+pub fn diff_with_pickers(old: &Ruleset, new: &Ruleset, in_kernel: impl Fn(&str) -> bool) -> Option<String> {
+    if new.pickers.keys().any(|p| !preset(p) && !in_kernel(p)) {
         return None;
     }
     let mut out = String::new();
