@@ -16,6 +16,18 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const DNS_IP: &str = "10.96.0.10";
+/// LoadBalancer addresses: the host routes them to a node (a route that goes with the test's
+/// switch if the test stops early).
+const LB_POOL: &str = "198.51.100.8/30";
+
+/// Runs a command on the host; its failure is the test's.
+fn net_cmd(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    if !out.status.success() {
+        bail!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
 
 /// A real rk-proxy process inside a node's namespace; killed on drop.
 struct Proxy {
@@ -140,7 +152,10 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
     let api = ApiServer::start_with(&etcd.endpoints(), &pki, |c| c.listen = SocketAddr::new(host_ip, 0)).await?;
     let c = Cluster { api, pki, etcd };
     let client = c.client().await?;
-    let _manager = ControllerManager::start(controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone()));
+    let mut manager = controller_manager::Config::for_kubeconfig(c.api.kubeconfig.clone());
+    manager.service_lb_ip_pool =
+        controller_manager::controllers::service_lb::Pool::parse(LB_POOL).map_err(anyhow::Error::msg)?;
+    let _manager = ControllerManager::start(manager);
     let _scheduler = Scheduler::start(scheduler::Config::for_kubeconfig(c.api.kubeconfig.clone()));
 
     let mut nodes = Vec::new();
@@ -211,6 +226,8 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
         json!({"metadata": {"name": "web-headless"},
             "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]}}),
         json!({"metadata": {"name": "elsewhere"}, "spec": {"type": "ExternalName", "externalName": "db.example.org"}}),
+        json!({"metadata": {"name": "web-lb"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}),
     ] {
         services.create(&PostParams::default(), &serde_json::from_value::<Service>(spec)?).await?;
     }
@@ -280,6 +297,42 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
         }
     }
     assert_eq!(seen, web_names, "backends reached through {cluster_ip}");
+
+    // Hairpin: a web pod reaches every backend through the ClusterIP, itself included (its
+    // connection to itself is masqueraded; otherwise its answer would skip the reverse DNAT).
+    let (own, _, _) = web_pods.iter().find(|(_, node, _)| node == "node-a").context("a web pod on node A")?;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen != web_names && Instant::now() < deadline {
+        if let Ok(name) = a.get(own, &cluster_ip, 80, "/") {
+            seen.insert(name);
+        }
+    }
+    assert_eq!(seen, web_names, "backends {own} reached through {cluster_ip}");
+
+    // A LoadBalancer address from the pool, served on every node: the host routes it to one
+    // node, then to the other.
+    let lb_ip = eventually(60, "web-lb given an address", || {
+        let services = services.clone();
+        async move {
+            let s = services.get("web-lb").await?;
+            let ingress = s.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+            Ok(ingress.into_iter().find_map(|i| i.ip))
+        }
+    })
+    .await?;
+    for node in [a, b] {
+        net_cmd(&["ip", "route", "replace", &format!("{lb_ip}/32"), "via", &node.ip.to_string()])?;
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen != web_names && Instant::now() < deadline {
+            if let Ok(name) = get_from_host(&lb_ip, 80, "/") {
+                seen.insert(name);
+            }
+        }
+        assert_eq!(seen, web_names, "backends reached through {lb_ip} routed via {}", node.name);
+    }
+    net_cmd(&["ip", "route", "del", &format!("{lb_ip}/32")])?;
 
     // The NodePort on node A's address, from the host, reaches backends on node B too.
     let mut seen_from_host = std::collections::BTreeSet::new();

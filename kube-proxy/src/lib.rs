@@ -161,6 +161,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Erro
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pod routes not in step; retried at the next sync"),
             }
+            if let Some(cluster) = config.cluster_cidr.as_deref().and_then(routes::Prefix::parse) {
+                match routes.hairpin(cluster).await {
+                    Ok(0) => {}
+                    Ok(ports) => tracing::debug!(ports, "hairpin mode switched on"),
+                    Err(e) => tracing::warn!(error = %e, "hairpin mode not set; retried at the next sync"),
+                }
+            }
         }
         if let (Some(records), Some(dns)) = (&dns_records, &config.dns) {
             let built = dns::Records::build(&dns.domain, &service_objects, &slice_objects);

@@ -5,11 +5,13 @@
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Node;
 use rtnetlink::RouteMessageBuilder;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol};
 
 /// The route protocol number that marks rk-proxy's routes (unassigned in iproute2's rt_protos).
@@ -145,6 +147,46 @@ impl Routes {
             Some(e) => Err(e),
             None => Ok(plan),
         }
+    }
+}
+
+impl Routes {
+    /// Upstream's hairpin-veth mode on the pod bridge (the bridge holding an address in the
+    /// cluster CIDR): each of its ports may send a frame back out the port it came in on. A pod
+    /// reaching a Service that picks the pod itself needs it: with br_netfilter the DNAT happens
+    /// on the bridge, which would otherwise drop the frame going back to its sender. Returns the
+    /// ports switched on.
+    pub async fn hairpin(&self, cluster: Prefix) -> Result<usize, RouteError> {
+        let addresses: Vec<AddressMessage> = self.handle.address().get().execute().try_collect().await?;
+        let bridges: std::collections::BTreeSet<u32> = addresses
+            .iter()
+            .filter(|a| {
+                a.attributes
+                    .iter()
+                    .any(|attr| matches!(attr, AddressAttribute::Address(IpAddr::V4(ip)) if contains(cluster, *ip)))
+            })
+            .map(|a| a.header.index)
+            .collect();
+        let mut switched = 0;
+        for index in bridges {
+            let Some(link) = self.handle.link().get().match_index(index).execute().try_next().await? else { continue };
+            let Some(name) = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            }) else {
+                continue;
+            };
+            // Not a bridge: no `brif` directory.
+            let Ok(ports) = std::fs::read_dir(format!("/sys/class/net/{name}/brif")) else { continue };
+            for port in ports.flatten() {
+                let mode = port.path().join("hairpin_mode");
+                if std::fs::read_to_string(&mode).is_ok_and(|m| m.trim() == "0") {
+                    std::fs::write(&mode, "1")?;
+                    switched += 1;
+                }
+            }
+        }
+        Ok(switched)
     }
 }
 
