@@ -226,6 +226,8 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
         json!({"metadata": {"name": "web-headless"},
             "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]}}),
         json!({"metadata": {"name": "elsewhere"}, "spec": {"type": "ExternalName", "externalName": "db.example.org"}}),
+        json!({"metadata": {"name": "udp"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 53, "targetPort": 8080, "protocol": "UDP"}]}}),
         json!({"metadata": {"name": "web-lb"},
             "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}),
     ] {
@@ -376,9 +378,28 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
         (0..10).filter_map(|_| a.get("client", &cluster_ip, 80, "/").ok()).collect();
     assert_eq!(answers.len(), 1, "affinity answers: {answers:?}");
 
+    // A UDP flow to a Service (a DNS query, the only UDP busybox's tools send to an address of
+    // one's choosing; the web pods answer it with port unreachable): its conntrack entry stays
+    // 30 s, sending further datagrams of that flow to the endpoint, unless the proxy flushes it
+    // when the endpoint goes.
+    let udp_ip = services.get("udp").await?.spec.and_then(|s| s.cluster_ip).context("udp clusterIP")?;
+    let udp_flows = || {
+        TestNetwork::exec(&netns_of[0], &["conntrack", "-L", "-p", "udp", "--orig-dst", &udp_ip]).unwrap_or_default()
+    };
+    eventually(30, "a UDP flow to the Service in node A's conntrack table", || {
+        let sent = a.sh("client", &format!("nslookup probe.example {udp_ip} >/dev/null 2>&1; true"));
+        let flows = udp_flows();
+        async move { Ok((sent.is_ok() && flows.contains("dport=53")).then_some(())) }
+    })
+    .await?;
+    let flushed_by = Instant::now() + Duration::from_secs(25);
+
     // Scaled to zero: refused at once, not a hang.
     let patch = json!({"spec": {"replicas": 0}});
     deployments.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    // At once, so the UDP endpoints go well within their flow's 30 s.
+    let now = kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+    pods.delete_collection(&now, &ListParams::default().labels("app=web")).await?;
     eventually(60, "the ClusterIP refuses once web has no pods", || {
         let start = Instant::now();
         let out = a.sh("client", &format!("nc -w 5 {cluster_ip} 80 </dev/null 2>&1; echo exit=$?"));
@@ -386,6 +407,12 @@ async fn services_dns_and_pod_routes_across_two_nodes() -> Result<()> {
         async move { Ok(refused.then_some(())) }
     })
     .await?;
+    // The UDP flow's entry went with its endpoint, before it would have expired by itself.
+    while udp_flows().contains("dport=53") && Instant::now() < flushed_by {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let flows = udp_flows();
+    assert!(!flows.contains("dport=53"), "UDP flows left after their endpoints went: {flows}");
     // Each node's rk-proxy reports healthy, with full and partial syncs and the network
     // programming latency of the endpoint changes above.
     for (node, netns) in [(a, &netns_of[0]), (b, &netns_of[1])] {
